@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The C side of the ABI shared with user space: map keys and values, enums, flags, sizes.
+ * Rust mirror: crates/rvs-abi/src/lib.rs. Checked by crates/rvs-bpf/tests/abi_layout.rs against the
+ * BTF of the compiled object, so neither side can drift unnoticed.
+ *
+ * Addresses and ports are network byte order (__be*); counters, ids and times are host order.
+ * Every struct has explicit padding: keys are compared byte for byte, so both sides zero every byte. */
+#ifndef RVS_ABI_H
+#define RVS_ABI_H
+
+#include <linux/types.h>
+
+#include "rvs_compiler.h"
+
+/* Capacities. The connection table's size is set by the daemon at load time (max_entries). */
+#define RVS_MAX_SVC		4096	/* services: ids 0..RVS_MAX_SVC-1 */
+#define RVS_MAX_DEST		65536	/* real servers over all services: ids 0..RVS_MAX_DEST-1 */
+#define RVS_SCHED_SLOTS		1048576	/* rvs_sched slots shared by all services' tables */
+#define RVS_CONN_DEFAULT	1048576	/* default max_entries of rvs_conn */
+
+enum rvs_family {
+	RVS_AF_INET	= 1,
+	RVS_AF_INET6	= 2,
+};
+
+/* Forwarding method of a real server (ipvsadm -g / -m / -i). */
+enum rvs_fwd {
+	RVS_FWD_DR	= 0,	/* "Route": rewrite MACs only */
+	RVS_FWD_NAT	= 1,	/* "Masq" */
+	RVS_FWD_TUN	= 2,	/* "Tunnel" */
+};
+
+/* Scheduler executed by the data plane. Table-driven schedulers read rvs_sched. */
+enum rvs_sched {
+	RVS_SCHED_RR	= 0,	/* cyclic table of available dests, in IPVS order */
+	RVS_SCHED_WRR	= 1,	/* cyclic table: one IPVS wrr period, computed in Rust */
+};
+
+/* TCP connection states, numbered as IPVS numbers them (include/net/ip_vs.h IP_VS_TCP_S_*). */
+enum rvs_tcp_state {
+	RVS_TCP_S_NONE		= 0,
+	RVS_TCP_S_ESTABLISHED	= 1,
+	RVS_TCP_S_SYN_SENT	= 2,
+	RVS_TCP_S_SYN_RECV	= 3,
+	RVS_TCP_S_FIN_WAIT	= 4,
+	RVS_TCP_S_TIME_WAIT	= 5,
+	RVS_TCP_S_CLOSE		= 6,
+	RVS_TCP_S_CLOSE_WAIT	= 7,
+	RVS_TCP_S_LAST_ACK	= 8,
+	RVS_TCP_S_LISTEN	= 9,
+	RVS_TCP_S_SYNACK	= 10,
+	RVS_TCP_S_LAST		= 11,
+	RVS_UDP_S_NORMAL	= 12,	/* UDP "state"; IPVS names it UDP */
+};
+
+/* Why a packet was dropped. Each has its own per-CPU counter in rvs_drops; no bare XDP_DROP. */
+enum rvs_drop {
+	RVS_DROP_NONE		= 0,	/* slot 0 unused: 0 means "not dropped" */
+	RVS_DROP_ETH_SHORT	= 1,	/* frame shorter than its Ethernet (+VLAN) header */
+	RVS_DROP_IPV4_SHORT	= 2,	/* IPv4 header truncated */
+	RVS_DROP_IPV4_BAD	= 3,	/* version != 4, IHL < 5, or total length beyond the frame */
+	RVS_DROP_L4_SHORT	= 4,	/* TCP or UDP header truncated */
+	RVS_DROP_NO_DEST	= 5,	/* service exists, the scheduler found no usable real server */
+	RVS_DROP_NO_NEIGH	= 6,	/* real server's MAC not resolved yet */
+	RVS_DROP_NOT_SYN	= 7,	/* TCP packet that is not a SYN and matches no connection */
+	RVS_DROP_CONN_FULL	= 8,	/* connection table refused the insert */
+	RVS_DROP_FWD_UNSUPP	= 9,	/* forwarding method not implemented by this data plane */
+	RVS_DROP_FRAGMENT	= 10,	/* non-first IPv4 fragment to a virtual service (no L4 ports) */
+	RVS_DROP__MAX		= 11,
+};
+
+/* rvs_svc_val.flags */
+#define RVS_SVC_F_PERSISTENT	(1U << 0)
+
+/* rvs_dest_val.flags */
+#define RVS_DEST_F_VALID	(1U << 0)	/* slot holds a configured real server */
+#define RVS_DEST_F_NEIGH	(1U << 1)	/* dmac/smac/ifindex resolved */
+
+/* rvs_conn_val.flags */
+#define RVS_CONN_F_INPUT_ONLY	(1U << 0)	/* DR/TUN: the director sees only the client's half */
+
+/* Key of rvs_svc: one virtual service. */
+struct rvs_svc_key {
+	__be32 addr[4];		/* IPv4 in addr[0], rest zero; or IPv6 */
+	__be16 port;
+	__u8 proto;		/* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 family;		/* enum rvs_family */
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_svc_key, 20);
+
+/* Value of rvs_svc. sched_base/sched_len name this service's region of rvs_sched; the daemon writes a
+ * new region before switching these fields, so a packet never sees a half-written table. */
+struct rvs_svc_val {
+	__u32 id;		/* index into rvs_svc_st and rvs_svc_stats */
+	__u32 flags;		/* RVS_SVC_F_* */
+	__u32 sched;		/* enum rvs_sched */
+	__u32 sched_base;	/* first slot in rvs_sched */
+	__u32 sched_len;	/* slots in the table; 0 = no usable real server */
+	__u32 _pad;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_svc_val, 24);
+
+/* Value of rvs_dest (an array indexed by dest id). */
+struct rvs_dest_val {
+	__be32 addr[4];		/* real server address */
+	__be16 port;		/* real server port */
+	__u8 family;		/* enum rvs_family */
+	__u8 fwd;		/* enum rvs_fwd */
+	__u8 dmac[6];		/* next hop's (the real server's) MAC */
+	__u8 smac[6];		/* the director's MAC on ifindex */
+	__u32 ifindex;		/* interface toward the real server */
+	__u32 weight;
+	__u32 svc_id;		/* owning service's id */
+	__u32 flags;		/* RVS_DEST_F_* */
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_dest_val, 48);
+
+/* Per-service scheduler state (rvs_svc_st, an array indexed by service id). pos is advanced with an
+ * atomic add so that every CPU draws from one sequence, as IPVS's single cursor does. */
+struct rvs_svc_state {
+	__u64 pos;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_svc_state, 8);
+
+/* Key of rvs_conn: the client's side of a connection. */
+struct rvs_conn_key {
+	__be32 saddr[4];	/* client */
+	__be32 daddr[4];	/* virtual address */
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 _pad[2];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_conn_key, 40);
+
+/* Value of rvs_conn. */
+struct rvs_conn_val {
+	__u32 dest_id;
+	__u32 svc_id;
+	__u64 created_ns;	/* rvs_now_ns() when scheduled */
+	__u64 last_ns;		/* rvs_now_ns() of the last packet */
+	__u8 state;		/* enum rvs_tcp_state */
+	__u8 flags;		/* RVS_CONN_F_* */
+	__u8 _pad[6];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_conn_val, 32);
+
+/* Per-CPU counters of a service or a real server (rvs_svc_stats, rvs_dest_stats). IPVS names. */
+struct rvs_stats {
+	__u64 conns;
+	__u64 inpkts;
+	__u64 outpkts;
+	__u64 inbytes;
+	__u64 outbytes;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_stats, 40);
+
+/* Inputs that the test loader pins (rvs_test_env[0]) when rvs_test_hooks is set; see lib/hooks.h. */
+struct rvs_test_env {
+	__u64 now_ns;
+	__u32 prandom;
+	__u32 cpu;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_test_env, 16);
+
+#endif /* RVS_ABI_H */

@@ -1,0 +1,492 @@
+//! Rust side of the ABI shared with the XDP program. Mirrors `bpf/include/rvs_abi.h` field by field;
+//! `crates/rvs-bpf/tests/abi_layout.rs` compares both with the compiled object's BTF.
+//!
+//! Addresses and ports are network byte order ([`Be16`], [`Be32`]); counters, ids and times are host order.
+#![no_std]
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Services: ids `0..MAX_SVC`. Mirrors `RVS_MAX_SVC`.
+pub const MAX_SVC: u32 = 4096;
+/// Real servers over all services: ids `0..MAX_DEST`. Mirrors `RVS_MAX_DEST`.
+pub const MAX_DEST: u32 = 65536;
+/// Slots of `rvs_sched`, shared by all services' tables. Mirrors `RVS_SCHED_SLOTS`.
+pub const SCHED_SLOTS: u32 = 1 << 20;
+/// Default `max_entries` of `rvs_conn`. Mirrors `RVS_CONN_DEFAULT`.
+pub const CONN_DEFAULT: u32 = 1 << 20;
+
+/// Map names, as in `bpf/include/rvs_maps.h` (at most 15 bytes: the kernel keeps 15).
+pub mod map {
+    /// Virtual services: `SvcKey` -> `SvcVal`.
+    pub const SVC: &str = "rvs_svc";
+    /// Real servers: array of `DestVal` indexed by dest id.
+    pub const DEST: &str = "rvs_dest";
+    /// Scheduler tables: array of dest ids.
+    pub const SCHED: &str = "rvs_sched";
+    /// Per-service scheduler state: array of `SvcState`.
+    pub const SVC_ST: &str = "rvs_svc_st";
+    /// Connections: LRU hash `ConnKey` -> `ConnVal`.
+    pub const CONN: &str = "rvs_conn";
+    /// Per-CPU `Stats` per service id.
+    pub const SVC_STATS: &str = "rvs_svc_stats";
+    /// Per-CPU `Stats` per dest id.
+    pub const DEST_STATS: &str = "rvs_dest_stats";
+    /// Per-CPU drop counters (u64) indexed by `DropReason`.
+    pub const DROPS: &str = "rvs_drops";
+    /// Test inputs (`TestEnv`), read only when `rvs_test_hooks` is set.
+    pub const TEST_ENV: &str = "rvs_test_env";
+}
+
+/// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Be16(u16);
+
+impl Be16 {
+    /// From a host-order value.
+    pub const fn new(host: u16) -> Self {
+        Self(host.to_be())
+    }
+    /// As a host-order value.
+    pub const fn get(self) -> u16 {
+        u16::from_be(self.0)
+    }
+    /// From the two bytes as they are on the wire.
+    pub const fn from_wire(b: [u8; 2]) -> Self {
+        Self(u16::from_ne_bytes(b))
+    }
+    /// The two bytes as they are on the wire.
+    pub const fn to_wire(self) -> [u8; 2] {
+        self.0.to_ne_bytes()
+    }
+}
+
+/// Network-order u32 that keeps u32's alignment.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Be32(u32);
+
+impl Be32 {
+    /// From a host-order value.
+    pub const fn new(host: u32) -> Self {
+        Self(host.to_be())
+    }
+    /// As a host-order value.
+    pub const fn get(self) -> u32 {
+        u32::from_be(self.0)
+    }
+    /// From the four bytes as they are on the wire.
+    pub const fn from_wire(b: [u8; 4]) -> Self {
+        Self(u32::from_ne_bytes(b))
+    }
+    /// The four bytes as they are on the wire.
+    pub const fn to_wire(self) -> [u8; 4] {
+        self.0.to_ne_bytes()
+    }
+}
+
+/// An address as the maps hold it: IPv4 in word 0 with the rest zero, or IPv6.
+pub type Addr = [Be32; 4];
+
+/// Converts an IPv4 address to the maps' form.
+pub fn addr_v4(a: [u8; 4]) -> Addr {
+    [Be32::from_wire(a), Be32::default(), Be32::default(), Be32::default()]
+}
+
+/// Converts an IPv6 address to the maps' form.
+pub fn addr_v6(a: [u8; 16]) -> Addr {
+    let w = |i: usize| Be32::from_wire([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// The 16 wire bytes of a map address (IPv4 in the first four).
+pub fn addr_bytes(a: &Addr) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, w) in a.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_wire());
+    }
+    out
+}
+
+/// Address family. Mirrors `enum rvs_family`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4.
+    Inet = 1,
+    /// IPv6.
+    Inet6 = 2,
+}
+
+/// Forwarding method. Mirrors `enum rvs_fwd`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fwd {
+    /// Direct routing ("Route").
+    Dr = 0,
+    /// NAT ("Masq").
+    Nat = 1,
+    /// IP-in-IP tunnel ("Tunnel").
+    Tun = 2,
+}
+
+/// Scheduler executed by the data plane. Mirrors `enum rvs_sched`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sched {
+    /// Cyclic table of available dests.
+    Rr = 0,
+    /// Cyclic table holding one IPVS wrr period.
+    Wrr = 1,
+}
+
+/// TCP (and UDP) connection states, numbered as IPVS numbers them. Mirrors `enum rvs_tcp_state`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// NONE (also persistence templates).
+    None = 0,
+    /// ESTABLISHED.
+    Established = 1,
+    /// SYN_SENT.
+    SynSent = 2,
+    /// SYN_RECV.
+    SynRecv = 3,
+    /// FIN_WAIT.
+    FinWait = 4,
+    /// TIME_WAIT.
+    TimeWait = 5,
+    /// CLOSE.
+    Close = 6,
+    /// CLOSE_WAIT.
+    CloseWait = 7,
+    /// LAST_ACK.
+    LastAck = 8,
+    /// LISTEN.
+    Listen = 9,
+    /// SYNACK.
+    SynAck = 10,
+    /// Sentinel (IP_VS_TCP_S_LAST).
+    Last = 11,
+    /// The single UDP state.
+    UdpNormal = 12,
+}
+
+impl TcpState {
+    /// From the raw byte in `ConnVal::state`.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use TcpState::*;
+        Some(match v {
+            0 => None,
+            1 => Established,
+            2 => SynSent,
+            3 => SynRecv,
+            4 => FinWait,
+            5 => TimeWait,
+            6 => Close,
+            7 => CloseWait,
+            8 => LastAck,
+            9 => Listen,
+            10 => SynAck,
+            11 => Last,
+            12 => UdpNormal,
+            _ => return Option::None,
+        })
+    }
+}
+
+/// Why a packet was dropped. Values equal `enum rvs_drop` (checked by abi_layout.rs).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Frame shorter than its Ethernet (+VLAN) header.
+    EthShort = 1,
+    /// IPv4 header truncated.
+    Ipv4Short = 2,
+    /// Version not 4, IHL below 5, or total length beyond the frame.
+    Ipv4Bad = 3,
+    /// TCP or UDP header truncated.
+    L4Short = 4,
+    /// The service exists but the scheduler found no usable real server.
+    NoDest = 5,
+    /// The real server's MAC is not resolved yet.
+    NoNeigh = 6,
+    /// A TCP packet that is not a SYN and matches no connection.
+    NotSyn = 7,
+    /// The connection table refused the insert.
+    ConnFull = 8,
+    /// Forwarding method not implemented by this data plane.
+    FwdUnsupp = 9,
+    /// Non-first IPv4 fragment to a virtual service.
+    Fragment = 10,
+}
+
+/// Number of drop counter slots. Mirrors `RVS_DROP__MAX`.
+pub const DROP_MAX: u32 = 11;
+
+impl DropReason {
+    /// Every reason, in value order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::EthShort,
+        DropReason::Ipv4Short,
+        DropReason::Ipv4Bad,
+        DropReason::L4Short,
+        DropReason::NoDest,
+        DropReason::NoNeigh,
+        DropReason::NotSyn,
+        DropReason::ConnFull,
+        DropReason::FwdUnsupp,
+        DropReason::Fragment,
+    ];
+    /// The name operators see (`rvsadm --stats`, logs): the C enumerator without `RVS_DROP_`, lower case.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::EthShort => "eth_short",
+            DropReason::Ipv4Short => "ipv4_short",
+            DropReason::Ipv4Bad => "ipv4_bad",
+            DropReason::L4Short => "l4_short",
+            DropReason::NoDest => "no_dest",
+            DropReason::NoNeigh => "no_neigh",
+            DropReason::NotSyn => "not_syn",
+            DropReason::ConnFull => "conn_full",
+            DropReason::FwdUnsupp => "fwd_unsupp",
+            DropReason::Fragment => "fragment",
+        }
+    }
+}
+
+/// `SvcVal::flags`: persistent service. Mirrors `RVS_SVC_F_PERSISTENT`.
+pub const SVC_F_PERSISTENT: u32 = 1 << 0;
+/// `DestVal::flags`: the slot holds a configured real server. Mirrors `RVS_DEST_F_VALID`.
+pub const DEST_F_VALID: u32 = 1 << 0;
+/// `DestVal::flags`: MACs and ifindex resolved. Mirrors `RVS_DEST_F_NEIGH`.
+pub const DEST_F_NEIGH: u32 = 1 << 1;
+/// `ConnVal::flags`: the director sees only the client's half. Mirrors `RVS_CONN_F_INPUT_ONLY`.
+pub const CONN_F_INPUT_ONLY: u8 = 1 << 0;
+
+/// Key of `rvs_svc`. Mirrors `struct rvs_svc_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SvcKey {
+    /// Virtual address.
+    pub addr: Addr,
+    /// Virtual port.
+    pub port: Be16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+    /// `Family` as u8.
+    pub family: u8,
+}
+const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
+
+/// Value of `rvs_svc`. Mirrors `struct rvs_svc_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SvcVal {
+    /// Index into `rvs_svc_st` and `rvs_svc_stats`.
+    pub id: u32,
+    /// `SVC_F_*`.
+    pub flags: u32,
+    /// `Sched` as u32.
+    pub sched: u32,
+    /// First slot of this service's table in `rvs_sched`.
+    pub sched_base: u32,
+    /// Slots in the table; 0 = no usable real server.
+    pub sched_len: u32,
+    /// Explicit padding, zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<SvcVal>() == 24);
+
+/// Value of `rvs_dest`. Mirrors `struct rvs_dest_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct DestVal {
+    /// Real server address.
+    pub addr: Addr,
+    /// Real server port.
+    pub port: Be16,
+    /// `Family` as u8.
+    pub family: u8,
+    /// `Fwd` as u8.
+    pub fwd: u8,
+    /// Next hop's (the real server's) MAC.
+    pub dmac: [u8; 6],
+    /// The director's MAC on `ifindex`.
+    pub smac: [u8; 6],
+    /// Interface toward the real server.
+    pub ifindex: u32,
+    /// Weight.
+    pub weight: u32,
+    /// Owning service's id.
+    pub svc_id: u32,
+    /// `DEST_F_*`.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<DestVal>() == 48);
+
+/// Per-service scheduler state. Mirrors `struct rvs_svc_state`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SvcState {
+    /// Next position in the service's table (taken modulo its length).
+    pub pos: u64,
+}
+const _: () = assert!(core::mem::size_of::<SvcState>() == 8);
+
+/// Key of `rvs_conn`. Mirrors `struct rvs_conn_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct ConnKey {
+    /// Client address.
+    pub saddr: Addr,
+    /// Virtual address.
+    pub daddr: Addr,
+    /// Client port.
+    pub sport: Be16,
+    /// Virtual port.
+    pub dport: Be16,
+    /// IP protocol.
+    pub proto: u8,
+    /// `Family` as u8.
+    pub family: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<ConnKey>() == 40);
+
+/// Value of `rvs_conn`. Mirrors `struct rvs_conn_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct ConnVal {
+    /// Real server.
+    pub dest_id: u32,
+    /// Service.
+    pub svc_id: u32,
+    /// Time of scheduling (ns, the data plane's clock).
+    pub created_ns: u64,
+    /// Time of the last packet (ns).
+    pub last_ns: u64,
+    /// `TcpState` as u8.
+    pub state: u8,
+    /// `CONN_F_*`.
+    pub flags: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<ConnVal>() == 32);
+
+/// Per-CPU counters of a service or a real server. Mirrors `struct rvs_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Stats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client -> real server.
+    pub inpkts: u64,
+    /// Packets real server -> client (NAT only).
+    pub outpkts: u64,
+    /// Bytes client -> real server (IP length, as IPVS counts skb->len).
+    pub inbytes: u64,
+    /// Bytes real server -> client.
+    pub outbytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Stats>() == 40);
+
+impl Stats {
+    /// Field-wise sum (for totals over CPUs).
+    pub fn add(&mut self, o: &Stats) {
+        self.conns += o.conns;
+        self.inpkts += o.inpkts;
+        self.outpkts += o.outpkts;
+        self.inbytes += o.inbytes;
+        self.outbytes += o.outbytes;
+    }
+}
+
+/// Test inputs. Mirrors `struct rvs_test_env`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct TestEnv {
+    /// Clock value returned by `rvs_now_ns()`.
+    pub now_ns: u64,
+    /// Value returned by `rvs_prandom()`.
+    pub prandom: u32,
+    /// Value returned by `rvs_cpu()`.
+    pub cpu: u32,
+}
+const _: () = assert!(core::mem::size_of::<TestEnv>() == 16);
+
+/// One change to the maps. `rvs_core::encode` is the single producer; the daemon's data plane and the
+/// reference model both apply the same list, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapOp {
+    /// Insert or replace a service.
+    SvcSet {
+        /// Key.
+        key: SvcKey,
+        /// Value.
+        val: SvcVal,
+    },
+    /// Remove a service.
+    SvcDel {
+        /// Key.
+        key: SvcKey,
+    },
+    /// Write dest slot `id` (a zero value with no `DEST_F_VALID` frees it).
+    DestSet {
+        /// Dest id.
+        id: u32,
+        /// Value.
+        val: DestVal,
+    },
+    /// Write scheduler slot `slot`.
+    SchedSet {
+        /// Slot in `rvs_sched`.
+        slot: u32,
+        /// Dest id stored there.
+        dest_id: u32,
+    },
+    /// Reset a service's scheduler state (new service id).
+    SvcStateSet {
+        /// Service id.
+        id: u32,
+        /// New state.
+        val: SvcState,
+    },
+    /// Zero a service's per-CPU counters on every CPU.
+    SvcStatsClear {
+        /// Service id.
+        id: u32,
+    },
+    /// Zero a real server's per-CPU counters on every CPU.
+    DestStatsClear {
+        /// Dest id.
+        id: u32,
+    },
+}
+
+#[cfg(feature = "aya")]
+mod pod {
+    use super::*;
+    // SAFETY (all below): repr(C), no padding (the IntoBytes derive proves it), every bit pattern valid
+    // (FromBytes derive).
+    // SAFETY: see above.
+    unsafe impl aya::Pod for SvcKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for SvcVal {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for DestVal {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for SvcState {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for ConnKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for ConnVal {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for Stats {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for TestEnv {}
+}

@@ -1,0 +1,17 @@
+//! The compiled XDP objects, embedded. The same bytes are loaded in production and in tests: test
+//! behaviour comes from `const volatile` globals set by the loader, never from a second build.
+
+/// The director (`SEC("xdp") rvs_xdp_ingress`), from `bpf/rvs_xdp.c`.
+pub static RVS_XDP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
+/// Real-server decapsulation (`SEC("xdp") rvs_decap_ingress`), from `bpf/rvs_decap.c`.
+pub static RVS_DECAP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_decap.o"));
+/// A program that only returns XDP_PASS (`rvs_pass`), for veth peers: XDP_TX into a veth drops frames
+/// unless the peer runs an XDP program. Also the benchmark's MAC-swap baseline (`rvs_bench_swap`).
+pub static RVS_PASS_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_pass.o"));
+
+/// Name of the director's program in [`RVS_XDP_OBJ`].
+pub const XDP_PROG: &str = "rvs_xdp_ingress";
+/// Name of the decap program in [`RVS_DECAP_OBJ`].
+pub const DECAP_PROG: &str = "rvs_decap_ingress";
+/// Name of the pass-through program in [`RVS_PASS_OBJ`].
+pub const PASS_PROG: &str = "rvs_pass";

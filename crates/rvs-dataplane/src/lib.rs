@@ -1,0 +1,1 @@
+//! The XDP data plane, driven from user space with aya.

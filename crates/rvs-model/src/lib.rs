@@ -1,0 +1,1 @@
+//! Reference model of the XDP data plane (bpf/), in pure Rust with no I/O.

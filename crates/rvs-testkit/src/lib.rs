@@ -1,0 +1,1 @@
+//! Test helpers. Never depends on rvs-model or on the C, so fixtures cannot share a bug with either.
