@@ -3,5 +3,10 @@
 //! and `encode`, the single place where configuration becomes map operations.
 
 pub mod domain;
+pub mod encode;
+pub mod ipvsadm;
+pub mod save;
+pub mod sched;
+pub mod table;
 
 pub use domain::*;

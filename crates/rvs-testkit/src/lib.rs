@@ -1,1 +1,4 @@
 //! Test helpers. Never depends on rvs-model or on the C, so fixtures cannot share a bug with either.
+
+pub mod netns;
+pub mod packet;

@@ -1,0 +1,1 @@
+//! ipvsadm 1.31's command-line grammar (in progress)

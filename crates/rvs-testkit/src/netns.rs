@@ -1,0 +1,1 @@
+//! Network namespaces behind a guard (in progress)

@@ -1,0 +1,1 @@
+//! Packet builder on etherparse (in progress)

@@ -1,0 +1,5 @@
+//! `cargo xtask demo` (in progress).
+
+pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
+    anyhow::bail!("not implemented yet")
+}
