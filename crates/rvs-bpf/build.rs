@@ -5,10 +5,14 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const OBJECTS: &[&str] = &["rvs_xdp", "rvs_decap", "rvs_pass"];
+const OBJECTS: &[&str] = &["rvs_xdp", "rvs_decap", "rvs_pass", "rvs_bench"];
 
 fn find_clang() -> Option<String> {
-    let candidates = [env::var("RVS_CLANG").ok(), Some("clang-19".into()), Some("clang".into())];
+    let candidates = [
+        env::var("RVS_CLANG").ok(),
+        Some("clang-19".into()),
+        Some("clang".into()),
+    ];
     candidates.into_iter().flatten().find(|c| {
         Command::new(c)
             .arg("--version")
@@ -43,13 +47,17 @@ fn main() {
         )
     });
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
-        panic!("bpf/bpf_helpers.h is missing. Install it with: apt-get update && apt-get install -y libbpf-dev");
+        panic!(
+            "bpf/bpf_helpers.h is missing. Install it with: apt-get update && apt-get install -y libbpf-dev"
+        );
     }
     for name in OBJECTS {
         let src = root.join(format!("{name}.c"));
         let obj = out.join(format!("{name}.o"));
         let status = Command::new(&clang)
-            .args(["-target", "bpf", "-O2", "-g", "-mcpu=v3", "-Wall", "-Wextra", "-Werror"])
+            .args([
+                "-target", "bpf", "-O2", "-g", "-mcpu=v3", "-Wall", "-Wextra", "-Werror",
+            ])
             .arg(format!("-I{}", root.join("include").display()))
             .arg(format!("-I{}", root.display()))
             .arg("-I/usr/include/x86_64-linux-gnu")

@@ -1,1 +1,29 @@
-//! Differential tests: model vs kernel.
+//! Differential tests: the reference model (rvs-model) and the real XDP program (BPF_PROG_TEST_RUN) get
+//! the same maps and the same packets, and must produce the same verdicts, output bytes and map
+//! changes. Named fixtures first (fixtures/), then generated sequences (props.rs). Needs root.
+#![allow(missing_docs, reason = "test binary")]
+
+mod fixtures;
+mod harness;
+mod kernel;
+mod props;
+
+#[test]
+fn dr() {
+    harness::run_cases(fixtures::dr::cases());
+}
+
+#[test]
+fn parse() {
+    harness::run_cases(fixtures::parse::cases());
+}
+
+#[test]
+fn conn() {
+    harness::run_cases(fixtures::conn::cases());
+}
+
+#[test]
+fn sched() {
+    harness::run_cases(fixtures::sched::cases());
+}

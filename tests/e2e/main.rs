@@ -1,1 +1,10 @@
-//! End-to-end tests.
+//! End-to-end tests: real `rvsd`, `rvsadm` and `rvs-realserver` processes, real TCP connections between
+//! network namespaces on one L2 segment (see `rvs_testkit::lab`). They need root, and fail (never skip)
+//! without it. Each test builds its own namespaces with unique names, so they may run in parallel.
+
+mod dr;
+mod listing;
+mod realserver;
+mod restart;
+mod restore;
+mod topo;

@@ -1,5 +1,354 @@
-//! `cargo xtask bench` (in progress).
+//! `cargo xtask bench`: nanoseconds per packet of the director under BPF_PROG_TEST_RUN, beside a
+//! baseline that only swaps MAC addresses and returns XDP_TX (`rvs_bench_swap`). It prints; it never
+//! fails on time. docs/performance.md explains each case and records the figures.
+//!
+//! What each case measures (the kernel runs `--repeat` iterations in one syscall, each on the previous
+//! iteration's output and map state):
+//! - baseline: `rvs_bench_swap` on a TCP frame.
+//! - established: the director on an ACK of a connection opened beforehand: parse, service lookup,
+//!   connection hit, TCP state update, MAC rewrite, XDP_TX, stats. Repeating it is honest: DR leaves
+//!   the IP packet unchanged, so every iteration is the same established packet.
+//! - new connection: `rvs_bench_newconn` (bpf/rvs_bench.c) makes each iteration's SYN come from a new
+//!   client (source address/port counter) and tail-calls the director, so every iteration misses the
+//!   connection table, schedules, inserts (evicting the least recent entry once the table is full, as
+//!   a busy director does) and counts. The wrapper's own cost, timed with the baseline behind it, is
+//!   subtracted: new = (wrapper -> director) - (wrapper -> baseline) + baseline.
+//! - no service: the director on a TCP frame to an address that is no virtual service (XDP_PASS).
+//!
+//! Time is the thread's CPU time around the syscall (/proc/thread-self/schedstat) divided by the
+//! repeat count, which has sub-ns resolution and excludes time the thread was preempted; the kernel's
+//! own figure (whole ns, truncated) is printed beside it. Each case runs `--rounds` times,
+//! interleaved; the median is shown.
 
-pub(crate) fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail, ensure};
+use aya::maps::ProgramArray;
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::{Ebpf, EbpfLoader};
+use etherparse::PacketBuilder;
+use rvs_abi::{
+    Be16, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MapOp, Sched, SvcKey, SvcState, SvcVal, addr_v4,
+};
+use rvs_dataplane::TestProgram;
+
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd0];
+const CLIENT: [u8; 4] = [198, 18, 0, 1];
+const VIP: [u8; 4] = [198, 18, 0, 100];
+const OTHER: [u8; 4] = [198, 18, 0, 99];
+const VPORT: u16 = 80;
+const REAL_SERVERS: u8 = 3;
+
+struct Opts {
+    repeat: u32,
+    rounds: usize,
+    conn_max: u32,
+}
+
+const USAGE: &str =
+    "usage: cargo xtask bench [--repeat N (10000000)] [--rounds N (5)] [--conn-max N (1048576)]";
+
+impl Opts {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut o = Opts {
+            repeat: 10_000_000,
+            rounds: 5,
+            conn_max: rvs_abi::CONN_DEFAULT,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{a} needs a value\n{USAGE}"));
+            match a.as_str() {
+                "--repeat" => o.repeat = value()?.parse().context("--repeat")?,
+                "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
+                "--conn-max" => o.conn_max = value()?.parse().context("--conn-max")?,
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown option {other}\n{USAGE}"),
+            }
+        }
+        ensure!(
+            o.repeat > 0 && o.rounds > 0 && o.conn_max > 0,
+            "--repeat, --rounds and --conn-max must be > 0"
+        );
+        Ok(o)
+    }
+}
+
+/// One timed test run.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// Thread CPU time per packet.
+    cpu_ns: f64,
+    /// The kernel's mean per packet (whole ns).
+    kernel_ns: f64,
+}
+
+/// This thread's CPU time in ns (first field of schedstat).
+fn thread_cpu_ns() -> anyhow::Result<u64> {
+    let s =
+        std::fs::read_to_string("/proc/thread-self/schedstat").context("read /proc/thread-self/schedstat")?;
+    s.split_whitespace()
+        .next()
+        .context("empty schedstat")?
+        .parse()
+        .context("parse schedstat")
+}
+
+/// Runs `prog` `repeat` times on `frame`, checking the action.
+fn time(prog: &Xdp, frame: &[u8], repeat: u32, want: u32, what: &str) -> anyhow::Result<Sample> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let before = thread_cpu_ns()?;
+    let res = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        })
+        .with_context(|| format!("test run: {what}"))?;
+    let after = thread_cpu_ns()?;
+    ensure!(
+        res.return_value == want,
+        "{what}: action {} instead of {want}",
+        res.return_value
+    );
+    Ok(Sample {
+        cpu_ns: (after - before) as f64 / f64::from(repeat),
+        kernel_ns: res.duration.as_nanos() as f64,
+    })
+}
+
+fn tcp_frame(src: [u8; 4], dst: [u8; 4], sport: u16, syn: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, VPORT, 1, 64240);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut out = Vec::with_capacity(b.size(0));
+    b.write(&mut out, &[]).expect("build frame");
+    out
+}
+
+/// One rr service on VIP:VPORT/TCP over three DR real servers reached through the test run's ingress
+/// interface (so the verdict is XDP_TX).
+fn service_ops() -> Vec<MapOp> {
+    let mut ops = Vec::new();
+    for i in 0..REAL_SERVERS {
+        let val = DestVal {
+            addr: addr_v4([198, 18, 1, i + 1]),
+            port: Be16::new(VPORT),
+            family: Family::Inet as u8,
+            fwd: Fwd::Dr as u8,
+            dmac: [0x02, 0, 0, 0, 0x0b, i + 1],
+            smac: DIRECTOR_MAC,
+            ifindex: TestProgram::INGRESS_IFINDEX,
+            weight: 1,
+            svc_id: 0,
+            flags: DEST_F_VALID | DEST_F_NEIGH,
+        };
+        ops.push(MapOp::DestSet {
+            id: u32::from(i),
+            val,
+        });
+        ops.push(MapOp::SchedSet {
+            slot: u32::from(i),
+            dest_id: u32::from(REAL_SERVERS - 1 - i),
+        });
+    }
+    ops.push(MapOp::SvcStateSet {
+        id: 0,
+        val: SvcState { pos: 0 },
+    });
+    let key = SvcKey {
+        addr: addr_v4(VIP),
+        port: Be16::new(VPORT),
+        proto: 6,
+        family: Family::Inet as u8,
+    };
+    let val = SvcVal {
+        id: 0,
+        flags: 0,
+        sched: Sched::Rr as u32,
+        sched_base: 0,
+        sched_len: 3,
+        _pad: 0,
+    };
+    ops.push(MapOp::SvcSet { key, val });
+    ops
+}
+
+fn load_xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .with_context(|| format!("no program {name}"))?
+        .try_into()?;
+    prog.load().with_context(|| format!("load {name}"))?;
+    Ok(prog)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let o = Opts::parse(args)?;
+    // Root's /proc/self/status has "Uid:\t0 ..." (xtask does not link libc for geteuid).
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    ensure!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
+        "cargo xtask bench loads BPF programs: run it as root"
+    );
+
+    // The baseline, and the wrapper that turns each iteration into a new client.
+    let mut pass = Ebpf::load(rvs_bpf::RVS_PASS_OBJ).context("load rvs_pass.o")?;
+    let swap = load_xdp(&mut pass, rvs_bpf::BENCH_SWAP_PROG)?;
+    let mut bench = EbpfLoader::new()
+        .load(rvs_bpf::RVS_BENCH_OBJ)
+        .context("load rvs_bench.o")?;
+    let mut jmp = ProgramArray::try_from(
+        bench
+            .take_map(rvs_bpf::BENCH_JMP_MAP)
+            .context("no rvs_bench_jmp")?,
+    )?;
+    let wrapper = load_xdp(&mut bench, rvs_bpf::BENCH_NEWCONN_PROG)?;
+
+    // The director as production runs it (rvs_test_hooks = 0: the real clock).
+    let mut dp = TestProgram::load_unhooked(o.conn_max).context("load the director")?;
+    dp.apply(&service_ops()).context("configure the service")?;
+    let est = tcp_frame(CLIENT, VIP, 40000, false);
+    let miss = tcp_frame(CLIENT, OTHER, 40000, false);
+    // The wrapper counts over (low 16 bits of the source address, source port); round r starts at
+    // 198.18.r+1.0:0, so rounds never meet each other's clients (or CLIENT) below 2^24 packets.
+    ensure!(
+        o.repeat < 1 << 24 && o.rounds < 254,
+        "at most 2^24 - 1 packets per round and 253 rounds"
+    );
+    let syn = |round: usize| tcp_frame([198, 18, round as u8 + 1, 0], VIP, 0, true);
+    let (action, _) = dp.run(&Default::default(), &tcp_frame(CLIENT, VIP, 40000, true))?;
+    ensure!(
+        action == XDP_TX,
+        "opening the established connection: action {action}"
+    );
+    let director = dp.program()?;
+
+    let cases = [
+        "baseline",
+        "established",
+        "wrapper+director",
+        "wrapper+baseline",
+        "no service",
+    ];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); cases.len()];
+    eprintln!(
+        "{} rounds x {} cases x {} packets ...",
+        o.rounds,
+        cases.len(),
+        o.repeat
+    );
+    for round in 0..o.rounds {
+        samples[0].push(time(swap, &est, o.repeat, XDP_TX, "baseline")?);
+        samples[1].push(time(director, &est, o.repeat, XDP_TX, "established")?);
+        jmp.set(0, director.fd()?, 0)?;
+        samples[2].push(time(
+            wrapper,
+            &syn(round),
+            o.repeat,
+            XDP_TX,
+            "wrapper -> director",
+        )?);
+        jmp.set(0, swap.fd()?, 0)?;
+        samples[3].push(time(
+            wrapper,
+            &syn(round),
+            o.repeat,
+            XDP_TX,
+            "wrapper -> baseline",
+        )?);
+        samples[4].push(time(director, &miss, o.repeat, XDP_PASS, "no service")?);
+    }
+    let cpu: Vec<f64> = samples
+        .iter()
+        .map(|s| median(s.iter().map(|x| x.cpu_ns).collect()))
+        .collect();
+    let kern: Vec<f64> = samples
+        .iter()
+        .map(|s| median(s.iter().map(|x| x.kernel_ns).collect()))
+        .collect();
+    let new_conn = cpu[2] - cpu[3] + cpu[0];
+    let new_conn_k = kern[2] - kern[3] + kern[0];
+
+    // The new-connection figure is only meaningful if every wrapped iteration did open a connection.
+    let opened = dp.svc_stats(0)?.conns;
+    let expected = 1 + o.rounds as u64 * u64::from(o.repeat);
+
+    let mut t = String::new();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    writeln!(
+        t,
+        "rvs director, BPF_PROG_TEST_RUN, {} packets x {} rounds (median)",
+        o.repeat, o.rounds
+    )?;
+    writeln!(
+        t,
+        "kernel {}, {}, conn table {} entries",
+        kernel.trim(),
+        cpu_model,
+        o.conn_max
+    )?;
+    writeln!(t)?;
+    writeln!(
+        t,
+        "{:<46} {:>10} {:>10} {:>11}",
+        "case", "ns/packet", "kernel ns", "x baseline"
+    )?;
+    let row = |t: &mut String, name: &str, c: f64, k: f64| {
+        writeln!(t, "{name:<46} {c:>10.2} {k:>10.0} {:>10.2}x", c / cpu[0])
+    };
+    row(
+        &mut t,
+        "baseline: MAC swap + XDP_TX (rvs_bench_swap)",
+        cpu[0],
+        kern[0],
+    )?;
+    row(&mut t, "DR, established TCP flow (XDP_TX)", cpu[1], kern[1])?;
+    row(
+        &mut t,
+        "DR, new TCP connection (SYN, XDP_TX)",
+        new_conn,
+        new_conn_k,
+    )?;
+    row(&mut t, "no service (XDP_PASS)", cpu[4], kern[4])?;
+    writeln!(t)?;
+    writeln!(
+        t,
+        "new connection = wrapper->director {:.2} - wrapper->baseline {:.2} + baseline {:.2}",
+        cpu[2], cpu[3], cpu[0]
+    )?;
+    writeln!(t, "connections opened: {opened} (expected {expected})")?;
+    writeln!(
+        t,
+        "reference: Katran costs about 4.7x the baseline (established TCP) and 2.7x (no service)"
+    )?;
+    print!("{t}");
+    if opened != expected {
+        eprintln!("warning: the new-connection case did not open one connection per packet");
+    }
+    Ok(())
 }

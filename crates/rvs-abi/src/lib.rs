@@ -39,8 +39,21 @@ pub mod map {
 
 /// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
 pub struct Be16(u16);
 
 impl Be16 {
@@ -64,8 +77,21 @@ impl Be16 {
 
 /// Network-order u32 that keeps u32's alignment.
 #[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
 pub struct Be32(u32);
 
 impl Be32 {
@@ -92,7 +118,12 @@ pub type Addr = [Be32; 4];
 
 /// Converts an IPv4 address to the maps' form.
 pub fn addr_v4(a: [u8; 4]) -> Addr {
-    [Be32::from_wire(a), Be32::default(), Be32::default(), Be32::default()]
+    [
+        Be32::from_wire(a),
+        Be32::default(),
+        Be32::default(),
+        Be32::default(),
+    ]
 }
 
 /// Converts an IPv6 address to the maps' form.

@@ -1,1 +1,485 @@
-//! (in progress)
+//! The single place where configuration becomes map operations.
+//!
+//! [`Encoder`] remembers what it last wrote to the maps (its "image") and [`Encoder::sync`] turns the maps
+//! into a [`Table`]'s image with the fewest [`MapOp`]s, in an order that never lets a packet see a
+//! half-made change:
+//!
+//! - A service keeps its id and a real server its dest id for as long as they exist (connections in
+//!   `rvs_conn` refer to both); new ids are taken next-fit so that a freed id is reused as late as possible.
+//! - A scheduler table is never rewritten in place: the new one goes to a fresh region of `rvs_sched`
+//!   (`SchedSet`s), then one `SvcSet` switches `sched_base`/`sched_len`, then the old region is freed.
+//! - A new service gets `SvcStateSet{pos: 0}` and `SvcStatsClear` before its `SvcSet`; a new dest gets
+//!   `DestStatsClear` before its `DestSet`, and both come before any table that names it.
+//! - A removed service goes with `SvcDel` first; its dests (and removed dests of a live service, after
+//!   the `SvcSet` that drops them from the table) are then freed with a zero `DestSet`.
+
+mod alloc;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use rvs_abi::{
+    Be16, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS,
+    SVC_F_PERSISTENT, Sched, SvcKey, SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
+};
+
+use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, Protocol, ServiceKey};
+use crate::sched;
+use crate::table::{ServiceEntry, Table};
+use alloc::{IdAlloc, Regions};
+
+/// How to reach a real server at layer 2: what direct routing writes into the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbor {
+    /// The real server's MAC (the frame's new destination).
+    pub dmac: [u8; 6],
+    /// The director's MAC on `ifindex` (the frame's new source).
+    pub smac: [u8; 6],
+    /// Interface toward the real server.
+    pub ifindex: u32,
+}
+
+/// Turns a [`Table`] into map operations, remembering what the maps hold (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    /// Services in the maps, by their map key.
+    svcs: HashMap<SvcKey, SvcImage>,
+    /// Valid `rvs_dest` slots as last written.
+    dests: HashMap<u32, DestVal>,
+    /// Services found by `adopt` that this encoder cannot own (duplicate or out-of-range id): the next
+    /// sync deletes them before anything else.
+    foreign: Vec<SvcKey>,
+    svc_ids: IdAlloc,
+    dest_ids: IdAlloc,
+    slots: Regions,
+}
+
+#[derive(Clone, Debug)]
+struct SvcImage {
+    /// The `SvcVal` in the map.
+    val: SvcVal,
+    /// Dest ids of the service's real servers.
+    dests: HashMap<DestKey, u32>,
+    /// The region of `rvs_sched` this service owns (`None` for an empty table).
+    region: Option<(u32, u32)>,
+    /// What the region holds, or `Adopted` when it was found in the maps and not read.
+    table: TableImage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TableImage {
+    Known(Vec<u32>),
+    /// Must be rewritten whatever it holds.
+    Stale,
+    /// Found by `adopt`: assumed to be the table of these (sched, sorted (dest id, weight)) — what the
+    /// encoder that wrote it computed — until any of them changes.
+    Adopted(u32, Vec<(u32, u32)>),
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    /// An encoder for empty maps.
+    pub fn new() -> Self {
+        Self {
+            svcs: HashMap::new(),
+            dests: HashMap::new(),
+            foreign: Vec::new(),
+            svc_ids: IdAlloc::new(MAX_SVC),
+            dest_ids: IdAlloc::new(MAX_DEST),
+            slots: Regions::new(SCHED_SLOTS),
+        }
+    }
+
+    /// An encoder for maps that already hold `svcs` and the valid `dests` (a daemon restarted over a
+    /// pinned data plane), so that syncing the table that produced them emits nothing.
+    ///
+    /// Ids and regions are taken over as they are. The content of `rvs_sched` is not read: a region is
+    /// assumed to hold the table of its service's dests and weights until one of them changes, even if
+    /// the restored table lists the dests in another order (`-S` sorts them; the running order is kept).
+    /// Entries this encoder cannot own (unknown protocol, duplicate ids, overlapping regions, dests of no
+    /// service) are removed or rewritten by the next [`sync`](Self::sync).
+    pub fn adopt(svcs: &[(SvcKey, SvcVal)], dests: &[(u32, DestVal)]) -> Self {
+        let mut enc = Self::new();
+        let mut sorted: Vec<&(SvcKey, SvcVal)> = svcs.iter().collect();
+        sorted.sort_by_key(|(_, v)| v.id);
+        let mut by_id: HashMap<u32, SvcKey> = HashMap::new();
+        for &(key, val) in sorted {
+            if enc.svcs.contains_key(&key) {
+                continue;
+            }
+            if !enc.svc_ids.claim(val.id) {
+                enc.foreign.push(key);
+                continue;
+            }
+            let region = (val.sched_len > 0).then_some((val.sched_base, val.sched_len));
+            let owned = region.is_none_or(|(b, l)| enc.slots.claim(b, l));
+            // A region overlapping another service's is rewritten elsewhere at the next sync, never freed.
+            let table = if owned {
+                TableImage::Adopted(val.sched, Vec::new())
+            } else {
+                TableImage::Stale
+            };
+            let region = if owned { region } else { None };
+            by_id.insert(val.id, key);
+            enc.svcs.insert(
+                key,
+                SvcImage {
+                    val,
+                    dests: HashMap::new(),
+                    region,
+                    table,
+                },
+            );
+        }
+        let mut sorted: Vec<&(u32, DestVal)> = dests.iter().collect();
+        sorted.sort_by_key(|(id, _)| *id);
+        for &(id, val) in sorted {
+            if val.flags & DEST_F_VALID == 0 || !enc.dest_ids.claim(id) {
+                continue;
+            }
+            // Even a dest of no service takes its slot: the next sync frees it.
+            enc.dests.insert(id, val);
+            let (Some(svc), Some(dkey)) = (by_id.get(&val.svc_id), dest_key(&val)) else {
+                continue;
+            };
+            if let Some(img) = enc.svcs.get_mut(svc)
+                && let std::collections::hash_map::Entry::Vacant(e) = img.dests.entry(dkey)
+            {
+                e.insert(id);
+                if let TableImage::Adopted(_, sig) = &mut img.table {
+                    sig.push((id, val.weight));
+                }
+            }
+        }
+        for img in enc.svcs.values_mut() {
+            if let TableImage::Adopted(_, sig) = &mut img.table {
+                sig.sort_unstable();
+            }
+        }
+        enc
+    }
+
+    /// The ops that turn the maps into `table`'s image; none when nothing changed. `neigh` resolves a
+    /// real server's address; an unresolved one gives a `DestVal` without `DEST_F_NEIGH`. Call it again
+    /// whenever a neighbour changes: only the dests whose value changes are rewritten.
+    ///
+    /// # Errors
+    /// [`ApplyError::NoMemory`] when a map would overflow (`MAX_SVC` services, `MAX_DEST` dests,
+    /// `SCHED_SLOTS` slots, counting a changed table's old and new regions together);
+    /// [`ApplyError::SchedulerNotFound`] for a scheduler the data plane does not execute. On error the
+    /// encoder is unchanged and the maps need no op.
+    pub fn sync(
+        &mut self,
+        table: &Table,
+        neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
+    ) -> Result<Vec<MapOp>, ApplyError> {
+        let mut next = self.clone();
+        let ops = next.sync_in_place(table, neigh)?;
+        *self = next;
+        Ok(ops)
+    }
+
+    /// The service's id in the maps (index of `rvs_svc_st` and `rvs_svc_stats`).
+    pub fn svc_id(&self, key: &ServiceKey) -> Option<u32> {
+        self.svcs.get(&svc_key(key)).map(|img| img.val.id)
+    }
+
+    /// The real server's dest id in the maps (index of `rvs_dest` and `rvs_dest_stats`).
+    pub fn dest_id(&self, svc: &ServiceKey, dest: &DestKey) -> Option<u32> {
+        self.svcs.get(&svc_key(svc))?.dests.get(dest).copied()
+    }
+
+    fn sync_in_place(
+        &mut self,
+        table: &Table,
+        neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
+    ) -> Result<Vec<MapOp>, ApplyError> {
+        let mut ops = Vec::new();
+        for key in std::mem::take(&mut self.foreign) {
+            ops.push(MapOp::SvcDel { key });
+        }
+        let wanted: HashSet<SvcKey> = table.services().iter().map(|e| svc_key(&e.service.key)).collect();
+        let mut gone: Vec<(u32, SvcKey)> = self
+            .svcs
+            .iter()
+            .filter(|(k, _)| !wanted.contains(*k))
+            .map(|(k, img)| (img.val.id, *k))
+            .collect();
+        gone.sort_unstable_by_key(|(id, _)| *id);
+        for (_, key) in gone {
+            let Some(img) = self.svcs.remove(&key) else {
+                continue;
+            };
+            ops.push(MapOp::SvcDel { key });
+            let mut ids: Vec<u32> = img.dests.into_values().collect();
+            ids.sort_unstable();
+            for id in ids {
+                self.free_dest(id, &mut ops);
+            }
+            if let Some((base, _)) = img.region {
+                self.slots.free(base);
+            }
+            self.svc_ids.free(img.val.id);
+        }
+        for entry in table.services() {
+            self.sync_service(entry, neigh, &mut ops)?;
+        }
+        // Dests adopted without an owner.
+        let owned: HashSet<u32> = self
+            .svcs
+            .values()
+            .flat_map(|img| img.dests.values().copied())
+            .collect();
+        let mut orphans: Vec<u32> = self
+            .dests
+            .keys()
+            .filter(|id| !owned.contains(id))
+            .copied()
+            .collect();
+        orphans.sort_unstable();
+        for id in orphans {
+            self.free_dest(id, &mut ops);
+        }
+        Ok(ops)
+    }
+
+    fn sync_service(
+        &mut self,
+        entry: &ServiceEntry,
+        neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
+        ops: &mut Vec<MapOp>,
+    ) -> Result<(), ApplyError> {
+        let svc = &entry.service;
+        let key = svc_key(&svc.key);
+        let weights: Vec<u32> = entry.dests.iter().map(|d| d.weight).collect();
+        let (kind, len) = match svc.scheduler.as_str() {
+            "rr" => (Sched::Rr, sched::rr_len(&weights)),
+            "wrr" => (Sched::Wrr, sched::wrr_len(&weights)),
+            _ => return Err(ApplyError::SchedulerNotFound),
+        };
+        if len > u64::from(SCHED_SLOTS) {
+            return Err(ApplyError::NoMemory);
+        }
+        let (mut img, old_val) = match self.svcs.remove(&key) {
+            Some(img) => {
+                let val = img.val;
+                (img, Some(val))
+            }
+            None => {
+                let id = self.svc_ids.alloc().ok_or(ApplyError::NoMemory)?;
+                ops.push(MapOp::SvcStateSet {
+                    id,
+                    val: SvcState { pos: 0 },
+                });
+                ops.push(MapOp::SvcStatsClear { id });
+                let val = SvcVal {
+                    id,
+                    ..SvcVal::default()
+                };
+                let img = SvcImage {
+                    val,
+                    dests: HashMap::new(),
+                    region: None,
+                    table: TableImage::Known(Vec::new()),
+                };
+                (img, None)
+            }
+        };
+        let id = img.val.id;
+
+        // Dests: new ones and changed ones now, removed ones once the table no longer names them.
+        let mut removed = std::mem::take(&mut img.dests);
+        let mut ids = vec![0; entry.dests.len()];
+        // Oldest first, so that new ids follow the order the dests were added in.
+        for (d, slot) in entry.dests.iter().zip(ids.iter_mut()).rev() {
+            let dest_id = match removed.remove(&d.key) {
+                Some(dest_id) => dest_id,
+                None => {
+                    let dest_id = self.dest_ids.alloc().ok_or(ApplyError::NoMemory)?;
+                    ops.push(MapOp::DestStatsClear { id: dest_id });
+                    dest_id
+                }
+            };
+            let val = dest_val(d, id, neigh(d.key.addr));
+            if self.dests.get(&dest_id) != Some(&val) {
+                ops.push(MapOp::DestSet { id: dest_id, val });
+                self.dests.insert(dest_id, val);
+            }
+            img.dests.insert(d.key, dest_id);
+            *slot = dest_id;
+        }
+
+        // The scheduler table, in a new region when its content changes.
+        let picks = match kind {
+            Sched::Rr => sched::rr_table(&weights),
+            Sched::Wrr => sched::wrr_table(&weights),
+        };
+        let new_table: Vec<u32> = picks.iter().filter_map(|&i| ids.get(i).copied()).collect();
+        let unchanged = match &img.table {
+            TableImage::Known(t) => *t == new_table,
+            TableImage::Stale => false,
+            TableImage::Adopted(sched, sig) => {
+                let mut now: Vec<(u32, u32)> = ids
+                    .iter()
+                    .zip(entry.dests.iter())
+                    .map(|(&i, d)| (i, d.weight))
+                    .collect();
+                now.sort_unstable();
+                *sched == kind as u32 && *sig == now && img.val.sched_len as usize == new_table.len()
+            }
+        };
+        let mut val = SvcVal {
+            id,
+            flags: if svc.persistent.is_some() {
+                SVC_F_PERSISTENT
+            } else {
+                0
+            },
+            sched: kind as u32,
+            sched_base: img.val.sched_base,
+            sched_len: img.val.sched_len,
+            _pad: 0,
+        };
+        let mut old_region = None;
+        if !unchanged {
+            old_region = img.region.take();
+            (val.sched_base, val.sched_len) = (0, 0);
+            if !new_table.is_empty() {
+                let len = u32::try_from(new_table.len()).map_err(|_| ApplyError::NoMemory)?;
+                let base = self.slots.alloc(len).ok_or(ApplyError::NoMemory)?;
+                for (slot, &dest_id) in (base..).zip(&new_table) {
+                    ops.push(MapOp::SchedSet { slot, dest_id });
+                }
+                (val.sched_base, val.sched_len) = (base, len);
+                img.region = Some((base, len));
+            }
+            img.table = TableImage::Known(new_table);
+        } else if let TableImage::Adopted(..) = img.table {
+            img.table = TableImage::Known(new_table);
+        }
+        if old_val != Some(val) {
+            ops.push(MapOp::SvcSet { key, val });
+        }
+        img.val = val;
+        if let Some((base, _)) = old_region {
+            self.slots.free(base);
+        }
+        let mut removed: Vec<u32> = removed.into_values().collect();
+        removed.sort_unstable();
+        for dest_id in removed {
+            self.free_dest(dest_id, ops);
+        }
+        self.svcs.insert(key, img);
+        Ok(())
+    }
+
+    fn free_dest(&mut self, id: u32, ops: &mut Vec<MapOp>) {
+        ops.push(MapOp::DestSet {
+            id,
+            val: DestVal::default(),
+        });
+        self.dests.remove(&id);
+        self.dest_ids.free(id);
+    }
+}
+
+/// The ops that load `rules` (`ipvsadm -R` text) into empty maps: parse, apply to a fresh [`Table`], sync
+/// a fresh [`Encoder`]. For tests and fixtures, which need maps exactly as the daemon would write them.
+///
+/// # Errors
+/// The parse error with its line, the first refused command with its position, or a sync error.
+pub fn from_rules(rules: &str, neigh: &dyn Fn(IpAddr) -> Option<Neighbor>) -> Result<Vec<MapOp>, String> {
+    let cmds =
+        crate::ipvsadm::parse_rules(rules).map_err(|(line, e)| format!("line {line}: {}", e.message))?;
+    let mut table = Table::new();
+    table
+        .apply_all(&cmds)
+        .map_err(|(i, e)| format!("command {} ({:?}): {e}", i + 1, cmds.get(i)))?;
+    Encoder::new().sync(&table, neigh).map_err(|e| e.to_string())
+}
+
+/// The `rvs_svc` key of a service.
+pub fn svc_key(key: &ServiceKey) -> SvcKey {
+    let (addr, family) = map_addr(key.addr);
+    SvcKey {
+        addr,
+        port: Be16::new(key.port),
+        proto: key.proto.number(),
+        family: family as u8,
+    }
+}
+
+/// The service a `rvs_svc` key stands for, if rvs knows its protocol and family.
+pub fn service_key(key: &SvcKey) -> Option<ServiceKey> {
+    let proto = match key.proto {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        _ => return None,
+    };
+    Some(ServiceKey {
+        proto,
+        addr: ip_addr(&key.addr, key.family)?,
+        port: key.port.get(),
+    })
+}
+
+/// The real server a `rvs_dest` value stands for, if its family is known.
+pub fn dest_key(val: &DestVal) -> Option<DestKey> {
+    Some(DestKey {
+        addr: ip_addr(&val.addr, val.family)?,
+        port: val.port.get(),
+    })
+}
+
+fn map_addr(addr: IpAddr) -> (rvs_abi::Addr, Family) {
+    match addr {
+        IpAddr::V4(a) => (addr_v4(a.octets()), Family::Inet),
+        IpAddr::V6(a) => (addr_v6(a.octets()), Family::Inet6),
+    }
+}
+
+fn ip_addr(addr: &rvs_abi::Addr, family: u8) -> Option<IpAddr> {
+    let bytes = addr_bytes(addr);
+    if family == Family::Inet as u8 {
+        let [a, b, c, d, ..] = bytes;
+        Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+    } else if family == Family::Inet6 as u8 {
+        Some(IpAddr::V6(Ipv6Addr::from(bytes)))
+    } else {
+        None
+    }
+}
+
+/// The `rvs_dest` value of a real server of service `svc_id`.
+fn dest_val(d: &Dest, svc_id: u32, neigh: Option<Neighbor>) -> DestVal {
+    let (addr, family) = map_addr(d.key.addr);
+    let fwd = match d.fwd {
+        FwdMethod::Route => Fwd::Dr,
+        FwdMethod::Masq => Fwd::Nat,
+        FwdMethod::Tunnel => Fwd::Tun,
+    };
+    let mut val = DestVal {
+        addr,
+        port: Be16::new(d.key.port),
+        family: family as u8,
+        fwd: fwd as u8,
+        weight: d.weight,
+        svc_id,
+        flags: DEST_F_VALID,
+        ..DestVal::default()
+    };
+    if let Some(n) = neigh {
+        val.dmac = n.dmac;
+        val.smac = n.smac;
+        val.ifindex = n.ifindex;
+        val.flags |= DEST_F_NEIGH;
+    }
+    val
+}

@@ -1,1 +1,44 @@
 //! The XDP data plane, driven from user space with aya.
+//!
+//! [`Dataplane`] is the production side: it loads `rvs_bpf::RVS_XDP_OBJ` with every map pinned by name
+//! in a directory (default `/sys/fs/bpf/rvs`), or adopts what an earlier process pinned there, attaches
+//! in native mode through pinned bpf_links, and applies `rvs_abi::MapOp`s. Nothing is detached when it
+//! is dropped, so the daemon can restart without losing a packet or a connection; [`unload`] takes
+//! everything down.
+//!
+//! [`TestProgram`] is the same object loaded unpinned with `rvs_test_hooks = 1`, run through
+//! BPF_PROG_TEST_RUN by the differential tests and the benchmark.
+
+mod dataplane;
+mod error;
+mod maps;
+mod sys;
+mod test_program;
+
+use std::path::PathBuf;
+
+pub use dataplane::{Dataplane, unload};
+pub use error::{DataplaneError, MapSpec};
+pub use sys::now_ns;
+pub use test_program::TestProgram;
+
+/// Default pin directory of the daemon's data plane.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rvs";
+
+/// Where and how big: the settings [`Dataplane::open`] needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Directory on bpffs holding the pinned maps, program and links.
+    pub pin_dir: PathBuf,
+    /// max_entries of the connection table (rvs_conn).
+    pub conn_max: u32,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
+            conn_max: rvs_abi::CONN_DEFAULT,
+        }
+    }
+}

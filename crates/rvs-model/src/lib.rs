@@ -1,1 +1,36 @@
-//! Reference model of the XDP data plane (bpf/), in pure Rust with no I/O.
+//! Reference model of the XDP data plane (bpf/), in pure Rust with no I/O: time, randomness and the CPU
+//! are arguments ([`Env`]). Each module mirrors one C file and each function one C function, with the
+//! C's name (STYLE.md 3.3); the difftests run the same packets through this model and the real program
+//! and require identical verdicts, bytes and map changes.
+//!
+//! | C | here |
+//! |---|---|
+//! | bpf/include/rvs_maps.h | [`maps`] |
+//! | bpf/lib/hooks.h | [`env`] |
+//! | bpf/lib/parse.h | [`parse`] + [`wire`] |
+//! | bpf/lib/csum.h (not yet) | [`csum`] |
+//! | bpf/lib/svc.h | [`svc`] |
+//! | bpf/lib/conn.h | [`conn`] |
+//! | bpf/lib/sched.h | [`sched`] |
+//! | bpf/lib/dr.h | [`fwd::dr`] |
+//! | bpf/lib/stats.h | [`stats`] |
+//! | bpf/lib/verdict.h, bpf/rvs_xdp.c | [`xdp`] |
+//! | XDP runtime | [`frame`] |
+
+pub mod conn;
+pub mod csum;
+pub mod env;
+pub mod frame;
+pub mod fwd;
+pub mod maps;
+pub mod parse;
+pub mod sched;
+pub mod stats;
+pub mod svc;
+pub mod wire;
+pub mod xdp;
+
+pub use env::Env;
+pub use frame::{Frame, XdpAction};
+pub use maps::Maps;
+pub use xdp::{Verdict, rvs_xdp_ingress};

@@ -1,4 +1,7 @@
 //! Test helpers. Never depends on rvs-model or on the C, so fixtures cannot share a bug with either.
 
+pub mod http;
+pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod wait;

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Every map of the director, pinned by name in the daemon's pin directory (default /sys/fs/bpf/rvs) so
+ * that the daemon can restart, or be upgraded, while packets keep flowing and connections keep their
+ * real server. Names are at most 15 characters (the kernel keeps 15) and equal rvs_abi::map::*.
+ * Mirror: rvs-model/src/maps.rs */
+#ifndef RVS_MAPS_H
+#define RVS_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "rvs_abi.h"
+
+/* Virtual services by (address, port, protocol, family). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_SVC);
+	__type(key, struct rvs_svc_key);
+	__type(value, struct rvs_svc_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_svc SEC(".maps");
+
+/* Real servers by dest id. A slot without RVS_DEST_F_VALID is free. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_DEST);
+	__type(key, __u32);
+	__type(value, struct rvs_dest_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_dest SEC(".maps");
+
+/* Scheduler tables: slot -> dest id; service i owns [sched_base, sched_base + sched_len). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_SCHED_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_sched SEC(".maps");
+
+/* Scheduler cursor per service id. Shared by all CPUs (not per-CPU): IPVS has one cursor per service,
+ * and rr/wrr only split exactly when every CPU draws from the same sequence. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_SVC);
+	__type(key, __u32);
+	__type(value, struct rvs_svc_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_svc_st SEC(".maps");
+
+/* Connections, client side. LRU so that a full table evicts the least recently used entry instead of
+ * refusing new clients. max_entries is a placeholder: the loader sets it (DataplaneConfig::conn_max). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RVS_CONN_DEFAULT);
+	__type(key, struct rvs_conn_key);
+	__type(value, struct rvs_conn_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_conn SEC(".maps");
+
+/* Counters per service id, per CPU (no atomics on the fast path; user space sums the CPUs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_SVC);
+	__type(key, __u32);
+	__type(value, struct rvs_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_svc_stats SEC(".maps");
+
+/* Counters per dest id, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_MAX_DEST);
+	__type(key, __u32);
+	__type(value, struct rvs_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_dest_stats SEC(".maps");
+
+/* Drop counters by enum rvs_drop, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RVS_DROP__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_drops SEC(".maps");
+
+/* Inputs of lib/hooks.h in tests; read only when rvs_test_hooks is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rvs_test_env);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_test_env SEC(".maps");
+
+#endif /* RVS_MAPS_H */

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Virtual service lookup. */
+#ifndef RVS_SVC_H
+#define RVS_SVC_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "rvs_abi.h"
+#include "rvs_maps.h"
+#include "lib/parse.h"
+
+/* The service that @pkt is addressed to (daddr, dport, proto, family), or NULL. The key is zeroed
+ * first: the hash compares all 20 bytes, and IPv4 leaves addr[1..3] unused.
+ * Mirror: rvs-model/src/svc.rs */
+static __always_inline struct rvs_svc_val *
+rvs_svc_lookup(const struct rvs_pkt *pkt)
+{
+	struct rvs_svc_key key;
+
+	__builtin_memset(&key, 0, sizeof(key));
+	key.addr[0] = pkt->daddr[0];
+	key.addr[1] = pkt->daddr[1];
+	key.addr[2] = pkt->daddr[2];
+	key.addr[3] = pkt->daddr[3];
+	key.port = pkt->dport;
+	key.proto = pkt->proto;
+	key.family = pkt->family;
+	return bpf_map_lookup_elem(&rvs_svc, &key);
+}
+
+#endif /* RVS_SVC_H */

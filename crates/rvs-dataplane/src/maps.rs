@@ -1,0 +1,329 @@
+//! Typed handles on the director's maps (bpf/include/rvs_maps.h), shared by [`crate::Dataplane`] and
+//! [`crate::TestProgram`]: applying `MapOp`s and reading maps back.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use aya::Ebpf;
+use aya::maps::{Array, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues};
+use rvs_abi::{ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcState, SvcVal, TestEnv, map};
+
+use crate::error::{DataplaneError, MapSpec};
+
+/// Every map of the object, in the order of rvs_maps.h.
+pub(crate) const MAP_NAMES: [&str; 9] = [
+    map::SVC,
+    map::DEST,
+    map::SCHED,
+    map::SVC_ST,
+    map::CONN,
+    map::SVC_STATS,
+    map::DEST_STATS,
+    map::DROPS,
+    map::TEST_ENV,
+];
+
+/// What a map of this build looks like; `conn_max` is rvs_conn's size.
+pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
+    use rvs_abi::{MAX_DEST, MAX_SVC, SCHED_SLOTS};
+    let spec = |map_type, key_size: usize, value_size: usize, max_entries| MapSpec {
+        map_type,
+        key_size: key_size as u32,
+        value_size: value_size as u32,
+        max_entries,
+    };
+    match name {
+        map::SVC => spec(MapType::Hash, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
+        map::DEST => spec(MapType::Array, 4, size_of::<DestVal>(), MAX_DEST),
+        map::SCHED => spec(MapType::Array, 4, 4, SCHED_SLOTS),
+        map::SVC_ST => spec(MapType::Array, 4, size_of::<SvcState>(), MAX_SVC),
+        map::CONN => spec(
+            MapType::LruHash,
+            size_of::<ConnKey>(),
+            size_of::<ConnVal>(),
+            conn_max,
+        ),
+        map::SVC_STATS => spec(MapType::PerCpuArray, 4, size_of::<Stats>(), MAX_SVC),
+        map::DEST_STATS => spec(MapType::PerCpuArray, 4, size_of::<Stats>(), MAX_DEST),
+        map::DROPS => spec(MapType::PerCpuArray, 4, 8, DropReason::ALL.len() as u32 + 1),
+        map::TEST_ENV => spec(MapType::Array, 4, size_of::<TestEnv>(), 1),
+        other => unreachable!("unknown map {other}"),
+    }
+}
+
+/// Reads what a pinned map is, for comparison with [`expected_spec`].
+pub(crate) fn pinned_spec(path: &Path) -> Result<MapSpec, DataplaneError> {
+    let info = MapInfo::from_pin(path).map_err(|e| DataplaneError::map(map_name_of(path), "open pin", e))?;
+    let map_type = info
+        .map_type()
+        .map_err(|e| DataplaneError::map(map_name_of(path), "read type", e))?;
+    Ok(MapSpec {
+        map_type,
+        key_size: info.key_size(),
+        value_size: info.value_size(),
+        max_entries: info.max_entries(),
+    })
+}
+
+/// Refuses a pinned map that differs from this build's; aya would reuse it without a look.
+pub(crate) fn check_pinned(path: &Path, name: &str, conn_max: u32) -> Result<(), DataplaneError> {
+    let found = pinned_spec(path)?;
+    let expected = expected_spec(name, conn_max);
+    if found != expected {
+        return Err(DataplaneError::MapMismatch {
+            path: path.to_owned(),
+            expected,
+            found,
+        });
+    }
+    Ok(())
+}
+
+fn map_name_of(path: &Path) -> &'static str {
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+    MAP_NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == file)
+        .unwrap_or("(pinned map)")
+}
+
+/// Typed handles on the nine maps.
+pub(crate) struct Maps {
+    svc: HashMap<MapData, SvcKey, SvcVal>,
+    dest: Array<MapData, DestVal>,
+    sched: Array<MapData, u32>,
+    svc_st: Array<MapData, SvcState>,
+    conn: HashMap<MapData, ConnKey, ConnVal>,
+    svc_stats: PerCpuArray<MapData, Stats>,
+    dest_stats: PerCpuArray<MapData, Stats>,
+    drops: PerCpuArray<MapData, u64>,
+    test_env: Array<MapData, TestEnv>,
+    conn_max: u32,
+}
+
+fn typed<T>(name: &'static str, m: Map) -> Result<T, DataplaneError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    T::try_from(m).map_err(|e| DataplaneError::map(name, "open typed handle", e))
+}
+
+impl Maps {
+    /// Takes the maps out of a freshly loaded object.
+    pub(crate) fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, DataplaneError> {
+        Self::build(|name| {
+            ebpf.take_map(name)
+                .ok_or(DataplaneError::Missing { kind: "map", name })
+        })
+    }
+
+    /// Opens the maps pinned in `dir` (already checked by the caller).
+    pub(crate) fn from_pins(dir: &Path) -> Result<Self, DataplaneError> {
+        Self::build(|name| {
+            let data =
+                MapData::from_pin(dir.join(name)).map_err(|e| DataplaneError::map(name, "open pin", e))?;
+            Map::from_map_data(data).map_err(|e| DataplaneError::map(name, "open pin", e))
+        })
+    }
+
+    fn build(
+        mut get: impl FnMut(&'static str) -> Result<Map, DataplaneError>,
+    ) -> Result<Self, DataplaneError> {
+        let conn = get(map::CONN)?;
+        let conn_max = match &conn {
+            Map::LruHashMap(data) => data
+                .info()
+                .map_err(|e| DataplaneError::map(map::CONN, "read info", e))?
+                .max_entries(),
+            _ => {
+                return Err(DataplaneError::Missing {
+                    kind: "LRU hash map",
+                    name: map::CONN,
+                });
+            }
+        };
+        let conn: HashMap<MapData, ConnKey, ConnVal> = typed(map::CONN, conn)?;
+        Ok(Maps {
+            svc: typed(map::SVC, get(map::SVC)?)?,
+            dest: typed(map::DEST, get(map::DEST)?)?,
+            sched: typed(map::SCHED, get(map::SCHED)?)?,
+            svc_st: typed(map::SVC_ST, get(map::SVC_ST)?)?,
+            conn,
+            svc_stats: typed(map::SVC_STATS, get(map::SVC_STATS)?)?,
+            dest_stats: typed(map::DEST_STATS, get(map::DEST_STATS)?)?,
+            drops: typed(map::DROPS, get(map::DROPS)?)?,
+            test_env: typed(map::TEST_ENV, get(map::TEST_ENV)?)?,
+            conn_max,
+        })
+    }
+
+    /// rvs_conn's max_entries, as the kernel reports it.
+    pub(crate) fn conn_max(&self) -> u32 {
+        self.conn_max
+    }
+
+    /// Applies `ops` in order; stops at the first failure (earlier ops stay applied).
+    pub(crate) fn apply(&mut self, ops: &[MapOp]) -> Result<(), DataplaneError> {
+        for op in ops {
+            self.apply_one(op)?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, op: &MapOp) -> Result<(), DataplaneError> {
+        match *op {
+            MapOp::SvcSet { key, val } => self
+                .svc
+                .insert(key, val, 0)
+                .map_err(|e| DataplaneError::map(map::SVC, format_args!("insert {key:?}"), e)),
+            // Deleting an absent service is not an error: the result is the same map.
+            MapOp::SvcDel { key } => match self.svc.remove(&key) {
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r.map_err(|e| DataplaneError::map(map::SVC, format_args!("delete {key:?}"), e)),
+            },
+            MapOp::DestSet { id, val } => self
+                .dest
+                .set(id, val, 0)
+                .map_err(|e| DataplaneError::map(map::DEST, format_args!("set [{id}]"), e)),
+            MapOp::SchedSet { slot, dest_id } => self
+                .sched
+                .set(slot, dest_id, 0)
+                .map_err(|e| DataplaneError::map(map::SCHED, format_args!("set [{slot}]"), e)),
+            MapOp::SvcStateSet { id, val } => self
+                .svc_st
+                .set(id, val, 0)
+                .map_err(|e| DataplaneError::map(map::SVC_ST, format_args!("set [{id}]"), e)),
+            MapOp::SvcStatsClear { id } => clear_percpu(&mut self.svc_stats, map::SVC_STATS, id),
+            MapOp::DestStatsClear { id } => clear_percpu(&mut self.dest_stats, map::DEST_STATS, id),
+        }
+    }
+
+    /// Every service.
+    pub(crate) fn services(&self) -> Result<Vec<(SvcKey, SvcVal)>, DataplaneError> {
+        self.svc
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| DataplaneError::map(map::SVC, "iterate", e))
+    }
+
+    /// Dest slot `id`, valid or not.
+    pub(crate) fn dest(&self, id: u32) -> Result<DestVal, DataplaneError> {
+        self.dest
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::map(map::DEST, format_args!("get [{id}]"), e))
+    }
+
+    /// Every slot holding `DEST_F_VALID`.
+    pub(crate) fn dests(&self) -> Result<Vec<(u32, DestVal)>, DataplaneError> {
+        let mut out = Vec::new();
+        for (id, v) in self.dest.iter().enumerate() {
+            let v = v.map_err(|e| DataplaneError::map(map::DEST, format_args!("get [{id}]"), e))?;
+            if v.flags & rvs_abi::DEST_F_VALID != 0 {
+                out.push((id as u32, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scheduler slots `range`.
+    pub(crate) fn sched(&self, range: std::ops::Range<u32>) -> Result<Vec<u32>, DataplaneError> {
+        range
+            .map(|s| {
+                self.sched
+                    .get(&s, 0)
+                    .map_err(|e| DataplaneError::map(map::SCHED, format_args!("get [{s}]"), e))
+            })
+            .collect()
+    }
+
+    /// Scheduler state of service `id`.
+    pub(crate) fn svc_st(&self, id: u32) -> Result<SvcState, DataplaneError> {
+        self.svc_st
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::map(map::SVC_ST, format_args!("get [{id}]"), e))
+    }
+
+    /// Per-CPU counters of service `id`.
+    pub(crate) fn svc_stats_percpu(&self, id: u32) -> Result<PerCpuValues<Stats>, DataplaneError> {
+        self.svc_stats
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::map(map::SVC_STATS, format_args!("get [{id}]"), e))
+    }
+
+    /// Per-CPU counters of dest `id`.
+    pub(crate) fn dest_stats_percpu(&self, id: u32) -> Result<PerCpuValues<Stats>, DataplaneError> {
+        self.dest_stats
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::map(map::DEST_STATS, format_args!("get [{id}]"), e))
+    }
+
+    /// Per-CPU drop counters of every reason.
+    pub(crate) fn drops_percpu(&self) -> Result<Vec<(DropReason, PerCpuValues<u64>)>, DataplaneError> {
+        DropReason::ALL
+            .iter()
+            .map(|&r| {
+                let idx = r as u32;
+                let v = self
+                    .drops
+                    .get(&idx, 0)
+                    .map_err(|e| DataplaneError::map(map::DROPS, format_args!("get [{}]", r.name()), e))?;
+                Ok((r, v))
+            })
+            .collect()
+    }
+
+    /// Every connection. The table changes while it is walked (the data plane inserts, the LRU
+    /// evicts), so a key that vanished is skipped and a key seen twice (the walk restarts when its
+    /// cursor is evicted) is kept once; the walk stops after twice the table's size.
+    pub(crate) fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let limit = self.conn_max as usize * 2;
+        for (n, kv) in self.conn.iter().enumerate() {
+            if n >= limit {
+                break;
+            }
+            let (k, v) = kv.map_err(|e| DataplaneError::map(map::CONN, "iterate", e))?;
+            if seen.insert(k) {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts or replaces a connection (tests and tools; the data plane creates its own).
+    pub(crate) fn set_conn(&mut self, key: &ConnKey, val: &ConnVal) -> Result<(), DataplaneError> {
+        self.conn
+            .insert(key, val, 0)
+            .map_err(|e| DataplaneError::map(map::CONN, format_args!("insert {key:?}"), e))
+    }
+
+    /// Deletes a connection; an absent one is not an error (it may have just been evicted).
+    pub(crate) fn delete_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
+        match self.conn.remove(key) {
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r.map_err(|e| DataplaneError::map(map::CONN, format_args!("delete {key:?}"), e)),
+        }
+    }
+
+    /// Writes the test inputs (rvs_test_env[0]).
+    pub(crate) fn set_test_env(&mut self, env: &TestEnv) -> Result<(), DataplaneError> {
+        self.test_env
+            .set(0, env, 0)
+            .map_err(|e| DataplaneError::map(map::TEST_ENV, "set [0]", e))
+    }
+}
+
+/// Writes zero for `id` on every possible CPU (a per-CPU update writes all CPUs at once).
+fn clear_percpu(
+    m: &mut PerCpuArray<MapData, Stats>,
+    name: &'static str,
+    id: u32,
+) -> Result<(), DataplaneError> {
+    let ncpu = aya::util::nr_cpus().map_err(|(path, e)| DataplaneError::io("read", path, e))?;
+    let zero = PerCpuValues::try_from(vec![Stats::default(); ncpu])
+        .map_err(|e| DataplaneError::io("size per-CPU value", "/sys/devices/system/cpu/possible", e))?;
+    m.set(id, zero, 0)
+        .map_err(|e| DataplaneError::map(name, format_args!("clear [{id}]"), e))
+}

@@ -1,0 +1,472 @@
+//! The maps of bpf/include/rvs_maps.h, one field per map with the map's name, with the kernel's
+//! semantics that the program can observe: `max_entries`, `BPF_NOEXIST`/`BPF_EXIST`, arrays that always
+//! hold (zeroed) values, LRU eviction when full, per-CPU slots selected by the CPU.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use zerocopy::{Immutable, IntoBytes};
+
+use rvs_abi::{
+    ConnKey, ConnVal, DROP_MAX, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS, Stats, SvcKey, SvcState,
+    SvcVal,
+};
+
+/// `BPF_ANY`: create or replace.
+pub const BPF_ANY: u64 = 0;
+/// `BPF_NOEXIST`: create only.
+pub const BPF_NOEXIST: u64 = 1;
+/// `BPF_EXIST`: replace only.
+pub const BPF_EXIST: u64 = 2;
+
+/// Why a map operation failed, with the errno the kernel's helper returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// `-EEXIST`: `BPF_NOEXIST` on a present key (always, for arrays).
+    Exists,
+    /// `-ENOENT`: `BPF_EXIST` or delete on an absent key.
+    NotFound,
+    /// `-E2BIG`: hash map full, or array index out of range.
+    Full,
+    /// `-EINVAL`: bad flags, or delete on an array.
+    Invalid,
+}
+
+impl MapError {
+    /// The negative errno the kernel returns for this error.
+    pub fn errno(self) -> i64 {
+        match self {
+            MapError::Exists => -17,
+            MapError::NotFound => -2,
+            MapError::Full => -7,
+            MapError::Invalid => -22,
+        }
+    }
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            MapError::Exists => "key exists (EEXIST)",
+            MapError::NotFound => "no such key (ENOENT)",
+            MapError::Full => "map full or index out of range (E2BIG)",
+            MapError::Invalid => "invalid argument (EINVAL)",
+        })
+    }
+}
+
+impl std::error::Error for MapError {}
+
+/// A `MapOp` that failed, with its position in the list given to [`Maps::apply`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyError {
+    /// Index of the failed op; the ops before it were applied.
+    pub index: usize,
+    /// The op.
+    pub op: MapOp,
+    /// The map's error.
+    pub error: MapError,
+}
+
+impl core::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "map op {} ({:?}) failed: {}", self.index, self.op, self.error)
+    }
+}
+
+impl std::error::Error for ApplyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+fn check_flags(flags: u64) -> Result<(), MapError> {
+    if flags > BPF_EXIST {
+        Err(MapError::Invalid)
+    } else {
+        Ok(())
+    }
+}
+
+/// `BPF_MAP_TYPE_HASH` with preallocated entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashMapBpf<K: Eq + Hash, V> {
+    max_entries: u32,
+    entries: HashMap<K, V>,
+}
+
+impl<K: Eq + Hash + Copy + IntoBytes + Immutable, V: Copy> HashMapBpf<K, V> {
+    /// An empty map of `max_entries` entries.
+    pub fn new(max_entries: u32) -> Self {
+        HashMapBpf {
+            max_entries,
+            entries: HashMap::new(),
+        }
+    }
+    /// `bpf_map_lookup_elem`.
+    pub fn lookup(&self, key: &K) -> Option<&V> {
+        self.entries.get(key)
+    }
+    /// `bpf_map_update_elem`.
+    ///
+    /// # Errors
+    /// As the kernel: `Exists`/`NotFound` for `BPF_NOEXIST`/`BPF_EXIST`, `Full` at `max_entries`.
+    pub fn update(&mut self, key: K, val: V, flags: u64) -> Result<(), MapError> {
+        check_flags(flags)?;
+        let present = self.entries.contains_key(&key);
+        match (flags, present) {
+            (BPF_NOEXIST, true) => return Err(MapError::Exists),
+            (BPF_EXIST, false) => return Err(MapError::NotFound),
+            (_, false) if self.entries.len() >= self.max_entries as usize => return Err(MapError::Full),
+            _ => {}
+        }
+        self.entries.insert(key, val);
+        Ok(())
+    }
+    /// `bpf_map_delete_elem`.
+    ///
+    /// # Errors
+    /// `NotFound` when absent.
+    pub fn delete(&mut self, key: &K) -> Result<(), MapError> {
+        self.entries.remove(key).map(|_| ()).ok_or(MapError::NotFound)
+    }
+    /// Every entry, sorted by key (for comparisons).
+    pub fn entries(&self) -> Vec<(K, V)> {
+        let mut v: Vec<_> = self.entries.iter().map(|(k, v)| (*k, *v)).collect();
+        v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        v
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// `max_entries`.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+}
+
+/// `BPF_MAP_TYPE_LRU_HASH`. When full, an insert evicts the least recently used entry (a lookup or an
+/// update counts as a use). The kernel's LRU is approximate (per-CPU free lists, reference bits), so which
+/// entry goes is not part of the contract: tests size the map so that it never has to evict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LruHashMap<K: Eq + Hash, V> {
+    max_entries: u32,
+    entries: HashMap<K, (V, u64)>,
+    tick: u64,
+}
+
+impl<K: Eq + Hash + Copy + IntoBytes + Immutable, V: Copy> LruHashMap<K, V> {
+    /// An empty map of `max_entries` entries.
+    pub fn new(max_entries: u32) -> Self {
+        LruHashMap {
+            max_entries,
+            entries: HashMap::new(),
+            tick: 0,
+        }
+    }
+    /// `bpf_map_lookup_elem`: marks the entry used.
+    pub fn lookup(&mut self, key: &K) -> Option<&mut V> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(v, t)| {
+            *t = tick;
+            v
+        })
+    }
+    /// Writable lookup without marking the entry used: the model's stand-in for writing through the
+    /// pointer an earlier `lookup` returned.
+    pub fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key).map(|(v, _)| v)
+    }
+    /// Lookup without marking the entry used (what a user-space dump does).
+    pub fn peek(&self, key: &K) -> Option<&V> {
+        self.entries.get(key).map(|(v, _)| v)
+    }
+    /// `bpf_map_update_elem`; evicts the least recently used entry to make room.
+    ///
+    /// # Errors
+    /// `Exists`/`NotFound` for `BPF_NOEXIST`/`BPF_EXIST`.
+    pub fn update(&mut self, key: K, val: V, flags: u64) -> Result<(), MapError> {
+        check_flags(flags)?;
+        let present = self.entries.contains_key(&key);
+        match (flags, present) {
+            (BPF_NOEXIST, true) => return Err(MapError::Exists),
+            (BPF_EXIST, false) => return Err(MapError::NotFound),
+            _ => {}
+        }
+        if !present && self.entries.len() >= self.max_entries as usize {
+            let oldest = self.entries.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(key, (val, self.tick));
+        Ok(())
+    }
+    /// `bpf_map_delete_elem`.
+    ///
+    /// # Errors
+    /// `NotFound` when absent.
+    pub fn delete(&mut self, key: &K) -> Result<(), MapError> {
+        self.entries.remove(key).map(|_| ()).ok_or(MapError::NotFound)
+    }
+    /// Every entry, sorted by key (for comparisons).
+    pub fn entries(&self) -> Vec<(K, V)> {
+        let mut v: Vec<_> = self.entries.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        v.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        v
+    }
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    /// `max_entries`.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+}
+
+/// `BPF_MAP_TYPE_ARRAY`: every index below `max_entries` holds a value, zero until written. Stored
+/// sparsely (only written slots), which keeps million-slot maps cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArrayMap<T> {
+    max_entries: u32,
+    slots: BTreeMap<u32, T>,
+}
+
+impl<T: Copy + Default + PartialEq> ArrayMap<T> {
+    /// A zeroed array of `max_entries` slots.
+    pub fn new(max_entries: u32) -> Self {
+        ArrayMap {
+            max_entries,
+            slots: BTreeMap::new(),
+        }
+    }
+    /// `bpf_map_lookup_elem`: `None` only for an index out of range.
+    pub fn lookup(&self, idx: u32) -> Option<T> {
+        (idx < self.max_entries).then(|| self.slots.get(&idx).copied().unwrap_or_default())
+    }
+    /// `bpf_map_lookup_elem` for writing through the returned pointer.
+    pub fn lookup_mut(&mut self, idx: u32) -> Option<&mut T> {
+        (idx < self.max_entries).then(|| self.slots.entry(idx).or_default())
+    }
+    /// `bpf_map_update_elem`.
+    ///
+    /// # Errors
+    /// `Full` out of range, `Exists` for `BPF_NOEXIST` (array slots always exist).
+    pub fn update(&mut self, idx: u32, val: T, flags: u64) -> Result<(), MapError> {
+        check_flags(flags)?;
+        if idx >= self.max_entries {
+            return Err(MapError::Full);
+        }
+        if flags == BPF_NOEXIST {
+            return Err(MapError::Exists);
+        }
+        self.slots.insert(idx, val);
+        Ok(())
+    }
+    /// Indexes whose slot is not zero, ascending.
+    pub fn nonzero(&self) -> Vec<(u32, T)> {
+        self.slots
+            .iter()
+            .filter(|(_, v)| **v != T::default())
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+    /// `max_entries`.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+}
+
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`: one `ArrayMap` per CPU; the program sees its own CPU's slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PerCpuArrayMap<T> {
+    max_entries: u32,
+    slots: BTreeMap<(u32, u32), T>,
+}
+
+impl<T: Copy + Default + PartialEq> PerCpuArrayMap<T> {
+    /// A zeroed array of `max_entries` slots on every CPU.
+    pub fn new(max_entries: u32) -> Self {
+        PerCpuArrayMap {
+            max_entries,
+            slots: BTreeMap::new(),
+        }
+    }
+    /// `bpf_map_lookup_elem` on CPU `cpu`.
+    pub fn lookup(&self, cpu: u32, idx: u32) -> Option<T> {
+        (idx < self.max_entries).then(|| self.slots.get(&(cpu, idx)).copied().unwrap_or_default())
+    }
+    /// `bpf_map_lookup_elem` on CPU `cpu`, for writing through the returned pointer.
+    pub fn lookup_mut(&mut self, cpu: u32, idx: u32) -> Option<&mut T> {
+        (idx < self.max_entries).then(|| self.slots.entry((cpu, idx)).or_default())
+    }
+    /// Zeroes slot `idx` on every CPU (a user-space update with zero values for all CPUs).
+    ///
+    /// # Errors
+    /// `Full` out of range.
+    pub fn clear(&mut self, idx: u32) -> Result<(), MapError> {
+        if idx >= self.max_entries {
+            return Err(MapError::Full);
+        }
+        self.slots.retain(|(_, i), _| *i != idx);
+        Ok(())
+    }
+    /// CPU `cpu`'s non-zero slots, ascending.
+    pub fn nonzero(&self, cpu: u32) -> Vec<(u32, T)> {
+        self.slots
+            .iter()
+            .filter(|((c, _), v)| *c == cpu && **v != T::default())
+            .map(|((_, i), v)| (*i, *v))
+            .collect()
+    }
+    /// `max_entries`.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+}
+
+/// Every map of the director, named as in bpf/include/rvs_maps.h.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Maps {
+    /// Virtual services.
+    pub rvs_svc: HashMapBpf<SvcKey, SvcVal>,
+    /// Real servers by dest id.
+    pub rvs_dest: ArrayMap<DestVal>,
+    /// Scheduler tables: dest ids.
+    pub rvs_sched: ArrayMap<u32>,
+    /// Per-service scheduler cursor.
+    pub rvs_svc_st: ArrayMap<SvcState>,
+    /// Connections.
+    pub rvs_conn: LruHashMap<ConnKey, ConnVal>,
+    /// Per-CPU counters per service id.
+    pub rvs_svc_stats: PerCpuArrayMap<Stats>,
+    /// Per-CPU counters per dest id.
+    pub rvs_dest_stats: PerCpuArrayMap<Stats>,
+    /// Per-CPU drop counters per `DropReason`.
+    pub rvs_drops: PerCpuArrayMap<u64>,
+}
+
+impl Maps {
+    /// Empty maps with the sizes of rvs_maps.h; `conn_max` is `rvs_conn`'s `max_entries` (set by the
+    /// loader).
+    pub fn new(conn_max: u32) -> Self {
+        Maps {
+            rvs_svc: HashMapBpf::new(MAX_SVC),
+            rvs_dest: ArrayMap::new(MAX_DEST),
+            rvs_sched: ArrayMap::new(SCHED_SLOTS),
+            rvs_svc_st: ArrayMap::new(MAX_SVC),
+            rvs_conn: LruHashMap::new(conn_max),
+            rvs_svc_stats: PerCpuArrayMap::new(MAX_SVC),
+            rvs_dest_stats: PerCpuArrayMap::new(MAX_DEST),
+            rvs_drops: PerCpuArrayMap::new(DROP_MAX),
+        }
+    }
+
+    /// Applies `ops` in order, as the daemon's data plane does.
+    ///
+    /// # Errors
+    /// The first op a map refuses; the ops before it stay applied.
+    pub fn apply(&mut self, ops: &[MapOp]) -> Result<(), ApplyError> {
+        for (index, op) in ops.iter().enumerate() {
+            self.apply_one(op).map_err(|error| ApplyError {
+                index,
+                op: *op,
+                error,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, op: &MapOp) -> Result<(), MapError> {
+        match *op {
+            MapOp::SvcSet { key, val } => self.rvs_svc.update(key, val, BPF_ANY),
+            MapOp::SvcDel { key } => self.rvs_svc.delete(&key),
+            MapOp::DestSet { id, val } => self.rvs_dest.update(id, val, BPF_ANY),
+            MapOp::SchedSet { slot, dest_id } => self.rvs_sched.update(slot, dest_id, BPF_ANY),
+            MapOp::SvcStateSet { id, val } => self.rvs_svc_st.update(id, val, BPF_ANY),
+            MapOp::SvcStatsClear { id } => self.rvs_svc_stats.clear(id),
+            MapOp::DestStatsClear { id } => self.rvs_dest_stats.clear(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_enforces_flags_and_max_entries() {
+        let mut m = HashMapBpf::<u32, u32>::new(2);
+        assert_eq!(m.update(1, 10, BPF_EXIST), Err(MapError::NotFound));
+        m.update(1, 10, BPF_NOEXIST).unwrap();
+        assert_eq!(m.update(1, 11, BPF_NOEXIST), Err(MapError::Exists));
+        m.update(1, 11, BPF_EXIST).unwrap();
+        m.update(2, 20, BPF_ANY).unwrap();
+        assert_eq!(m.update(3, 30, BPF_ANY), Err(MapError::Full));
+        m.update(2, 21, BPF_ANY).unwrap(); // replacing needs no room
+        assert_eq!(m.entries(), vec![(1, 11), (2, 21)]);
+        assert_eq!(m.delete(&3), Err(MapError::NotFound));
+        assert_eq!(m.update(3, 30, 4), Err(MapError::Invalid));
+    }
+
+    #[test]
+    fn lru_evicts_least_recently_used() {
+        let mut m = LruHashMap::<u32, u32>::new(2);
+        m.update(1, 10, BPF_ANY).unwrap();
+        m.update(2, 20, BPF_ANY).unwrap();
+        assert!(m.lookup(&1).is_some());
+        m.update(3, 30, BPF_ANY).unwrap();
+        assert_eq!(m.entries(), vec![(1, 10), (3, 30)]);
+    }
+
+    #[test]
+    fn array_slots_exist_and_are_bounded() {
+        let mut a = ArrayMap::<u32>::new(4);
+        assert_eq!(a.lookup(3), Some(0));
+        assert_eq!(a.lookup(4), None);
+        assert_eq!(a.update(4, 1, BPF_ANY), Err(MapError::Full));
+        assert_eq!(a.update(0, 1, BPF_NOEXIST), Err(MapError::Exists));
+        a.update(2, 7, BPF_EXIST).unwrap();
+        *a.lookup_mut(1).unwrap() += 5;
+        assert_eq!(a.nonzero(), vec![(1, 5), (2, 7)]);
+    }
+
+    #[test]
+    fn percpu_slots_are_per_cpu() {
+        let mut a = PerCpuArrayMap::<u64>::new(3);
+        *a.lookup_mut(0, 1).unwrap() += 1;
+        *a.lookup_mut(1, 1).unwrap() += 2;
+        assert_eq!(a.lookup(0, 1), Some(1));
+        assert_eq!(a.nonzero(1), vec![(1, 2)]);
+        a.clear(1).unwrap();
+        assert_eq!(a.lookup(1, 1), Some(0));
+        assert!(a.lookup_mut(0, 3).is_none());
+    }
+
+    #[test]
+    fn apply_stops_at_first_refused_op() {
+        let mut m = Maps::new(16);
+        let ops = [
+            MapOp::SchedSet { slot: 0, dest_id: 3 },
+            MapOp::SvcDel {
+                key: SvcKey::default(),
+            },
+            MapOp::SchedSet { slot: 1, dest_id: 4 },
+        ];
+        let err = m.apply(&ops).unwrap_err();
+        assert_eq!((err.index, err.error), (1, MapError::NotFound));
+        assert_eq!(m.rvs_sched.nonzero(), vec![(0, 3)]);
+    }
+}

@@ -1,0 +1,203 @@
+//! Ethernet (+ one 802.1Q tag), IPv4, TCP and UDP parsing into [`Pkt`]. Mirrors bpf/lib/parse.h: the
+//! checks run in the C's order, so both sides report the same drop reason for a frame that is wrong in
+//! more than one way.
+
+use rvs_abi::{Addr, Be16, Be32, DropReason, Family};
+
+use crate::frame::XdpAction;
+use crate::wire::{eth, ipv4, tcp, udp};
+use crate::xdp::Verdict;
+
+/// `RVS_VLAN_HLEN`.
+pub const RVS_VLAN_HLEN: usize = eth::VLAN_LEN;
+
+/// What the later stages need to know about a packet. Mirrors `struct rvs_pkt` (bpf/lib/parse.h);
+/// addresses and ports stay in network order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pkt {
+    /// Source address (IPv4 in word 0).
+    pub saddr: Addr,
+    /// Destination address.
+    pub daddr: Addr,
+    /// Source port.
+    pub sport: Be16,
+    /// Destination port.
+    pub dport: Be16,
+    /// Offset of the IP header in the frame.
+    pub l3_off: u16,
+    /// Offset of the TCP/UDP header in the frame.
+    pub l4_off: u16,
+    /// IP total length, host order: the unit of the byte counters.
+    pub ip_len: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+    /// `Family` as u8.
+    pub family: u8,
+    /// Byte 13 of the TCP header; 0 for UDP.
+    pub tcp_flags: u8,
+}
+
+/// Mirrors `rvs_parse_eth` (bpf/lib/parse.h).
+pub fn rvs_parse_eth(data: &[u8], pkt: &mut Pkt) -> Verdict {
+    let Some(eth) = eth::Header::new_checked(data) else {
+        return Verdict::Drop(DropReason::EthShort);
+    };
+    let mut off = eth::HEADER_LEN;
+    let mut proto = eth.ethertype();
+    if proto == eth::ETH_P_8021Q {
+        let Some(tag) = data.get(eth::HEADER_LEN..).and_then(eth::VlanTag::new_checked) else {
+            return Verdict::Drop(DropReason::EthShort);
+        };
+        proto = tag.ethertype();
+        off += RVS_VLAN_HLEN;
+    }
+    if proto != eth::ETH_P_IP {
+        return Verdict::Action(XdpAction::Pass);
+    }
+    pkt.l3_off = off as u16;
+    Verdict::Ok
+}
+
+/// Mirrors `rvs_parse_ipv4` (bpf/lib/parse.h).
+pub fn rvs_parse_ipv4(data: &[u8], pkt: &mut Pkt) -> Verdict {
+    let l3 = usize::from(pkt.l3_off);
+    let rest = data.get(l3..).unwrap_or_default();
+    let Some(ip) = ipv4::Header::new_checked(rest) else {
+        return Verdict::Drop(DropReason::Ipv4Short);
+    };
+    if ip.version() != 4 || ip.ihl() < 5 {
+        return Verdict::Drop(DropReason::Ipv4Bad);
+    }
+    let hlen = usize::from(ip.ihl()) * 4;
+    if hlen > rest.len() {
+        return Verdict::Drop(DropReason::Ipv4Short);
+    }
+    let tot_len = usize::from(ip.tot_len());
+    if tot_len < hlen || tot_len > rest.len() {
+        return Verdict::Drop(DropReason::Ipv4Bad);
+    }
+    if ip.is_fragment() {
+        return Verdict::Action(XdpAction::Pass);
+    }
+    if ip.protocol() != ipv4::IPPROTO_TCP && ip.protocol() != ipv4::IPPROTO_UDP {
+        return Verdict::Action(XdpAction::Pass);
+    }
+    pkt.saddr[0] = Be32::from_wire(ip.saddr());
+    pkt.daddr[0] = Be32::from_wire(ip.daddr());
+    pkt.proto = ip.protocol();
+    pkt.family = Family::Inet as u8;
+    pkt.ip_len = tot_len as u16;
+    pkt.l4_off = pkt.l3_off + hlen as u16;
+    Verdict::Ok
+}
+
+/// Mirrors `rvs_parse_l4` (bpf/lib/parse.h).
+pub fn rvs_parse_l4(data: &[u8], pkt: &mut Pkt) -> Verdict {
+    let l4_off = usize::from(pkt.l4_off);
+    let hlen = if pkt.proto == ipv4::IPPROTO_TCP {
+        tcp::HEADER_LEN
+    } else {
+        udp::HEADER_LEN
+    };
+    // Inside the frame (the verifier's check) and inside the IP packet (Ethernet padding follows
+    // short packets).
+    if l4_off + hlen > data.len() || l4_off + hlen > usize::from(pkt.l3_off) + usize::from(pkt.ip_len) {
+        return Verdict::Drop(DropReason::L4Short);
+    }
+    let l4 = data.get(l4_off..).unwrap_or_default();
+    if pkt.proto == ipv4::IPPROTO_TCP {
+        let Some(tcp) = tcp::Header::new_checked(l4) else {
+            return Verdict::Drop(DropReason::L4Short);
+        };
+        pkt.sport = Be16::from_wire(tcp.src_port());
+        pkt.dport = Be16::from_wire(tcp.dst_port());
+        pkt.tcp_flags = tcp.flags();
+    } else {
+        let Some(udp) = udp::Header::new_checked(l4) else {
+            return Verdict::Drop(DropReason::L4Short);
+        };
+        pkt.sport = Be16::from_wire(udp.src_port());
+        pkt.dport = Be16::from_wire(udp.dst_port());
+        pkt.tcp_flags = 0;
+    }
+    Verdict::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_syn(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 18, 2, 5], [198, 18, 0, 10], 64)
+            .tcp(40000, 80, 1, 1024)
+            .syn();
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn parse_all(data: &[u8]) -> (Verdict, Pkt) {
+        let mut pkt = Pkt::default();
+        for stage in [rvs_parse_eth, rvs_parse_ipv4, rvs_parse_l4] {
+            let v = stage(data, &mut pkt);
+            if v != Verdict::Ok {
+                return (v, pkt);
+            }
+        }
+        (Verdict::Ok, pkt)
+    }
+
+    #[test]
+    fn tcp_syn_fills_pkt() {
+        let (v, pkt) = parse_all(&tcp_syn(b"hi"));
+        assert_eq!(v, Verdict::Ok);
+        assert_eq!(pkt.saddr[0].to_wire(), [198, 18, 2, 5]);
+        assert_eq!(pkt.daddr[0].to_wire(), [198, 18, 0, 10]);
+        assert_eq!((pkt.sport.get(), pkt.dport.get()), (40000, 80));
+        assert_eq!((pkt.l3_off, pkt.l4_off, pkt.ip_len), (14, 34, 42));
+        assert_eq!((pkt.proto, pkt.family, pkt.tcp_flags), (6, 1, tcp::SYN));
+    }
+
+    #[test]
+    fn truncations_give_named_drops() {
+        let f = tcp_syn(b"");
+        assert_eq!(parse_all(&f[..13]).0, Verdict::Drop(DropReason::EthShort));
+        assert_eq!(parse_all(&f[..33]).0, Verdict::Drop(DropReason::Ipv4Short));
+        // tot_len (40) now beyond the frame
+        assert_eq!(parse_all(&f[..50]).0, Verdict::Drop(DropReason::Ipv4Bad));
+    }
+
+    #[test]
+    fn l4_must_fit_in_ip_packet_not_just_frame() {
+        let mut f = tcp_syn(b"");
+        f[16..18].copy_from_slice(&30u16.to_be_bytes()); // tot_len 30: TCP header cut short
+        assert_eq!(parse_all(&f).0, Verdict::Drop(DropReason::L4Short));
+    }
+
+    #[test]
+    fn non_ipv4_and_fragments_pass() {
+        let mut f = tcp_syn(b"");
+        f[12..14].copy_from_slice(&eth::ETH_P_ARP.to_be_bytes());
+        assert_eq!(parse_all(&f).0, Verdict::Action(XdpAction::Pass));
+        let mut f = tcp_syn(b"");
+        f[20] = 0x20; // MF
+        assert_eq!(parse_all(&f).0, Verdict::Action(XdpAction::Pass));
+        let mut f = tcp_syn(b"");
+        f[14] = 0x44; // IHL 4
+        assert_eq!(parse_all(&f).0, Verdict::Drop(DropReason::Ipv4Bad));
+    }
+
+    #[test]
+    fn vlan_tag_is_skipped_and_short_tag_dropped() {
+        let f = tcp_syn(b"");
+        let mut v = f[..12].to_vec();
+        v.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        v.extend_from_slice(&f[12..]);
+        let (verdict, pkt) = parse_all(&v);
+        assert_eq!(verdict, Verdict::Ok);
+        assert_eq!((pkt.l3_off, pkt.l4_off), (18, 38));
+        assert_eq!(parse_all(&v[..17]).0, Verdict::Drop(DropReason::EthShort));
+    }
+}

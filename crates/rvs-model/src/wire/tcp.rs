@@ -1,0 +1,96 @@
+//! TCP header (`struct tcphdr`).
+
+/// Length of a TCP header without options.
+pub const HEADER_LEN: usize = 20;
+/// FIN flag.
+pub const FIN: u8 = 0x01;
+/// SYN flag.
+pub const SYN: u8 = 0x02;
+/// RST flag.
+pub const RST: u8 = 0x04;
+/// PSH flag.
+pub const PSH: u8 = 0x08;
+/// ACK flag.
+pub const ACK: u8 = 0x10;
+/// URG flag.
+pub const URG: u8 = 0x20;
+
+mod field {
+    use core::ops::Range;
+    pub(super) const SRC_PORT: Range<usize> = 0..2;
+    pub(super) const DST_PORT: Range<usize> = 2..4;
+    pub(super) const DOFF: usize = 12;
+    pub(super) const FLAGS: usize = 13;
+    pub(super) const CHECK: Range<usize> = 16..18;
+}
+
+/// View of the fixed 20 bytes of a TCP header at the start of a buffer.
+#[derive(Debug)]
+pub struct Header<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Header<T> {
+    /// `None` when the buffer is shorter than `HEADER_LEN`; after `Some`, no accessor panics.
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        (buffer.as_ref().len() >= HEADER_LEN).then_some(Header { buffer })
+    }
+    /// `source`, wire bytes.
+    pub fn src_port(&self) -> [u8; 2] {
+        self.buffer.as_ref()[field::SRC_PORT].try_into().unwrap()
+    }
+    /// `dest`, wire bytes.
+    pub fn dst_port(&self) -> [u8; 2] {
+        self.buffer.as_ref()[field::DST_PORT].try_into().unwrap()
+    }
+    /// `doff`, in 32-bit words.
+    pub fn doff(&self) -> u8 {
+        self.buffer.as_ref()[field::DOFF] >> 4
+    }
+    /// The flags byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[field::FLAGS]
+    }
+    /// `check`.
+    pub fn check(&self) -> u16 {
+        u16::from_be_bytes(self.buffer.as_ref()[field::CHECK].try_into().unwrap())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields() {
+        let b = [
+            0x9c,
+            0x40,
+            0x00,
+            0x50,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0x50,
+            SYN | ACK,
+            0xff,
+            0xff,
+            0x12,
+            0x34,
+            0,
+            0,
+        ];
+        let h = Header::new_checked(&b[..]).unwrap();
+        assert_eq!(u16::from_be_bytes(h.src_port()), 40000);
+        assert_eq!(u16::from_be_bytes(h.dst_port()), 80);
+        assert_eq!(h.doff(), 5);
+        assert_eq!(h.flags(), SYN | ACK);
+        assert_eq!(h.check(), 0x1234);
+        assert!(Header::new_checked(&b[..19]).is_none());
+    }
+}

@@ -1,0 +1,102 @@
+//! The director's packet path. Mirrors bpf/rvs_xdp.c.
+
+use rvs_abi::{DestVal, DropReason, Fwd, SvcVal};
+
+use crate::conn::{
+    rvs_conn_create, rvs_conn_dest, rvs_conn_is_new, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused,
+    rvs_conn_touch,
+};
+use crate::env::{Env, rvs_cpu, rvs_now_ns};
+use crate::frame::{Frame, XdpAction};
+use crate::fwd::dr::rvs_dr_xmit;
+use crate::maps::Maps;
+use crate::parse::{Pkt, rvs_parse_eth, rvs_parse_ipv4, rvs_parse_l4};
+use crate::sched::rvs_sched_pick;
+use crate::stats::{rvs_stats_conn, rvs_stats_drop, rvs_stats_in};
+use crate::svc::rvs_svc_lookup;
+
+/// What every stage of the packet path returns. Mirrors the int convention of bpf/lib/verdict.h:
+/// `RVS_OK` (0), an XDP action (> 0), or `-RVS_DROP_*` (< 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// `RVS_OK`: go on to the next stage.
+    Ok,
+    /// Stop and return this action (never `Drop` or `Aborted`).
+    Action(XdpAction),
+    /// Stop: count the reason and return `XDP_DROP`.
+    Drop(DropReason),
+}
+
+/// Mirrors `rvs_xdp_conn` (bpf/rvs_xdp.c). `Ok((dest_id, dest))` or the drop reason.
+pub fn rvs_xdp_conn(
+    maps: &mut Maps,
+    cpu: u32,
+    pkt: &Pkt,
+    svc: &SvcVal,
+    now_ns: u64,
+) -> Result<(u32, DestVal), DropReason> {
+    let key = rvs_conn_key_of(pkt);
+    // A copy of the entry; the C writes through the map's pointer, here `peek_mut` writes it back.
+    let conn = rvs_conn_lookup(maps, &key).copied();
+    if let Some(mut conn) = conn
+        && !rvs_conn_reused(&conn, pkt)
+        && let Some(dest) = rvs_conn_dest(maps, &conn, svc)
+    {
+        rvs_conn_touch(&mut conn, pkt, now_ns);
+        if let Some(slot) = maps.rvs_conn.peek_mut(&key) {
+            *slot = conn;
+        }
+        return Ok((conn.dest_id, dest));
+    }
+    if !rvs_conn_is_new(pkt) {
+        return Err(DropReason::NotSyn);
+    }
+    let (dest_id, dest) = rvs_sched_pick(maps, svc)?;
+    rvs_conn_create(maps, &key, pkt, svc, dest_id, &dest, now_ns)?;
+    rvs_stats_conn(maps, cpu, svc.id, dest_id);
+    Ok((dest_id, dest))
+}
+
+/// Mirrors `rvs_xdp_forward` (bpf/rvs_xdp.c).
+pub fn rvs_xdp_forward(frame: &mut Frame, dest: &DestVal) -> Verdict {
+    if dest.fwd == Fwd::Dr as u8 {
+        return rvs_dr_xmit(frame, dest);
+    }
+    Verdict::Drop(DropReason::FwdUnsupp)
+}
+
+/// Mirrors `rvs_xdp_process` (bpf/rvs_xdp.c).
+pub fn rvs_xdp_process(maps: &mut Maps, env: &Env, frame: &mut Frame) -> Verdict {
+    let mut pkt = Pkt::default();
+    for stage in [rvs_parse_eth, rvs_parse_ipv4, rvs_parse_l4] {
+        let ret = stage(frame.data(), &mut pkt);
+        if ret != Verdict::Ok {
+            return ret;
+        }
+    }
+    let Some(svc) = rvs_svc_lookup(maps, &pkt) else {
+        return Verdict::Action(XdpAction::Pass);
+    };
+    let cpu = rvs_cpu(env);
+    let (dest_id, dest) = match rvs_xdp_conn(maps, cpu, &pkt, &svc, rvs_now_ns(env)) {
+        Ok(d) => d,
+        Err(reason) => return Verdict::Drop(reason),
+    };
+    let ret = rvs_xdp_forward(frame, &dest);
+    if let Verdict::Drop(_) = ret {
+        return ret;
+    }
+    rvs_stats_in(maps, cpu, svc.id, dest_id, u32::from(pkt.ip_len));
+    ret
+}
+
+/// Mirrors `rvs_xdp_ingress` (bpf/rvs_xdp.c).
+pub fn rvs_xdp_ingress(maps: &mut Maps, env: &Env, frame: &mut Frame) -> XdpAction {
+    match rvs_xdp_process(maps, env, frame) {
+        Verdict::Drop(reason) => rvs_stats_drop(maps, rvs_cpu(env), reason),
+        Verdict::Action(a) => a,
+        // Never returned by the path: every stage that ends it returns an action. The C would return
+        // 0, which is XDP_ABORTED.
+        Verdict::Ok => XdpAction::Aborted,
+    }
+}

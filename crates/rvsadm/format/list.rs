@@ -1,0 +1,258 @@
+//! `-L`: ipvsadm.c `list_all`, `list_service`, `print_title`, `print_service_entry`, `list_conn`,
+//! `list_timeout`, `list_daemon`.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use rvs_api::{ServiceSnap, Snapshot, StatsSnap};
+use rvs_core::FwdMethod;
+use rvs_core::ipvsadm::{DEFAULT_TIMEOUTS, ListFormat, ListOpts, ListWhat};
+
+use super::{Names, addrport, cut, sorted_dests, sorted_services};
+
+/// `-L` with a selector that names no service (ipvsadm prints `No such service`, exit 1).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NoSuchService;
+
+/// The whole `-L` output for `opts`.
+///
+/// rvs has no connection listing, rate estimator, settable timeouts or sync daemons yet: `-c` prints
+/// the headers alone, rates are 0, `--timeout` shows IPVS's defaults and `--daemon` prints nothing.
+pub(crate) fn list(snap: &Snapshot, opts: &ListOpts, names: &dyn Names) -> Result<String, NoSuchService> {
+    let mut out = String::new();
+    match &opts.what {
+        ListWhat::All => {
+            let _ = writeln!(
+                out,
+                "IP Virtual Server version 1.2.1 (size={})",
+                snap.conn_tab_size
+            );
+            title(&mut out, opts.format);
+            for svc in sorted_services(snap, opts.nosort) {
+                service_entry(&mut out, svc, opts, names);
+            }
+        }
+        ListWhat::Service(key) => {
+            let svc = snap
+                .services
+                .iter()
+                .find(|s| s.service.key == *key)
+                .ok_or(NoSuchService)?;
+            title(&mut out, opts.format);
+            service_entry(&mut out, svc, opts, names);
+        }
+        ListWhat::Connections => {
+            out.push_str("IPVS connection entries\n");
+            // ipvsadm's "pro expire %-11s %-18s %-18s %s" (+ " %-18s %-16s %s" with --persistent-conn),
+            // filled with constant column names.
+            out.push_str(if opts.persistent_conn {
+                "pro expire state       source             virtual            destination        pe name          \
+                 pe_data\n"
+            } else {
+                "pro expire state       source             virtual            destination\n"
+            });
+        }
+        ListWhat::Timeout => {
+            let t = DEFAULT_TIMEOUTS;
+            let _ = writeln!(out, "Timeout (tcp tcpfin udp): {} {} {}", t.tcp, t.tcpfin, t.udp);
+        }
+        ListWhat::Daemon => {}
+    }
+    Ok(out)
+}
+
+/// ipvsadm's `print_title`.
+fn title(out: &mut String, format: ListFormat) {
+    let prot = "Prot LocalAddress:Port";
+    let _ = match format {
+        ListFormat::Stats => writeln!(
+            out,
+            "{prot:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+            "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        ),
+        ListFormat::Rate => writeln!(
+            out,
+            "{prot:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
+            "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        ),
+        ListFormat::Thresholds => writeln!(
+            out,
+            "{prot:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        ),
+        ListFormat::PersistentConn => writeln!(
+            out,
+            "{prot:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
+        ListFormat::TunInfo => writeln!(
+            out,
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    \
+             Weight ActiveConn InActConn"
+        ),
+        ListFormat::Default => writeln!(
+            out,
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn \
+             InActConn"
+        ),
+    };
+}
+
+/// ipvsadm's `print_service_entry` for the listing formats.
+fn service_entry(out: &mut String, svc: &ServiceSnap, opts: &ListOpts, names: &dyn Names) {
+    let s = &svc.service;
+    let key = s.key;
+    let vname = addrport(key.addr, key.port, key.proto, opts.numeric, names);
+    let mut svc_name = format!("{:<4} {vname}", key.proto.name());
+    if key.addr.is_ipv4() {
+        svc_name = cut(svc_name, 33);
+    }
+    match opts.format {
+        ListFormat::Stats => {
+            let _ = write!(out, "{svc_name:<33}");
+            stats_columns(out, &svc.stats, opts.exact);
+        }
+        ListFormat::Rate => {
+            let _ = write!(out, "{svc_name:<33}");
+            // No rate estimator yet: every rate is 0.
+            for _ in 0..5 {
+                largenum(out, 0, opts.exact);
+            }
+        }
+        _ => {
+            let _ = write!(out, "{svc_name} {}", s.scheduler);
+            if !s.sched_flags.is_empty() {
+                let _ = write!(out, " ({})", s.sched_flags.join(","));
+            }
+            if let Some(timeout) = s.persistent {
+                let _ = write!(out, " persistent {timeout}");
+                match key.addr {
+                    IpAddr::V4(_) if s.netmask != 32 => {
+                        let _ = write!(out, " mask {}", prefix_to_dotted(s.netmask));
+                    }
+                    IpAddr::V6(_) if s.netmask != 128 => {
+                        let _ = write!(out, " mask {}", s.netmask);
+                    }
+                    _ => {}
+                }
+            }
+            if s.ops {
+                out.push_str(" ops");
+            }
+        }
+    }
+    out.push('\n');
+
+    for d in sorted_dests(svc, opts.nosort) {
+        let dk = d.dest.key;
+        let mut dname = addrport(dk.addr, dk.port, key.proto, opts.numeric, names);
+        if dk.addr.is_ipv4() {
+            dname = cut(dname, 28);
+        }
+        let fwd = d.dest.fwd.name();
+        let _ = match opts.format {
+            ListFormat::Stats => {
+                let _ = write!(out, "  -> {dname:<28}");
+                stats_columns(out, &d.stats, opts.exact);
+                writeln!(out)
+            }
+            ListFormat::Rate => {
+                let _ = write!(out, "  -> {dname:<28} {:>8} {:>8} {:>8}", 0, 0, 0);
+                largenum(out, 0, opts.exact);
+                largenum(out, 0, opts.exact);
+                writeln!(out)
+            }
+            ListFormat::Thresholds => writeln!(
+                out,
+                "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+                d.dest.u_threshold, d.dest.l_threshold, d.active, d.inactive
+            ),
+            ListFormat::PersistentConn => writeln!(
+                out,
+                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+                d.dest.weight, d.persist, d.active, d.inactive
+            ),
+            ListFormat::TunInfo => {
+                // rvs tunnels are IPIP; ipvsadm prints n/a for the other methods.
+                let info = if d.dest.fwd == FwdMethod::Tunnel {
+                    "ipip"
+                } else {
+                    "n/a"
+                };
+                writeln!(
+                    out,
+                    "  -> {dname:<28} {fwd:<7} {info:<13} {:<6} {:<10} {:<10}",
+                    d.dest.weight, d.active, d.inactive
+                )
+            }
+            ListFormat::Default => {
+                writeln!(
+                    out,
+                    "  -> {dname:<28} {fwd:<7} {:<6} {:<10} {:<10}",
+                    d.dest.weight, d.active, d.inactive
+                )
+            }
+        };
+    }
+}
+
+fn stats_columns(out: &mut String, s: &StatsSnap, exact: bool) {
+    for v in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+        largenum(out, v, exact);
+    }
+}
+
+/// ipvsadm's `print_largenum`: 9 columns, scaled to K/M/G/T unless `--exact`.
+fn largenum(out: &mut String, i: u64, exact: bool) {
+    let _ = if exact {
+        let len = i.to_string().len();
+        let w = if len <= 8 { 9 } else { len + 1 };
+        write!(out, "{i:>w$}")
+    } else if i < 100_000_000 {
+        write!(out, "{i:>9}")
+    } else if i < 1_000_000_000 {
+        write!(out, "{:>8}K", i / 1_000)
+    } else if i < 100_000_000_000 {
+        write!(out, "{:>8}M", i / 1_000_000)
+    } else if i < 100_000_000_000_000 {
+        write!(out, "{:>8}G", i / 1_000_000_000)
+    } else {
+        write!(out, "{:>8}T", i / 1_000_000_000_000)
+    };
+}
+
+/// An IPv4 prefix length as the dotted mask ipvsadm prints (`inet_ntoa`).
+pub(super) fn prefix_to_dotted(prefix: u8) -> std::net::Ipv4Addr {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+    std::net::Ipv4Addr::from(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(i: u64, exact: bool) -> String {
+        let mut s = String::new();
+        largenum(&mut s, i, exact);
+        s
+    }
+
+    #[test]
+    fn largenum_scales_like_ipvsadm() {
+        assert_eq!(num(0, false), "        0");
+        assert_eq!(num(99_999_999, false), " 99999999");
+        assert_eq!(num(100_000_000, false), "  100000K");
+        assert_eq!(num(5_000_000_000, false), "    5000M");
+        assert_eq!(num(100_000_000_000, false), "     100G");
+        assert_eq!(num(100_000_000_000_000, false), "     100T");
+        assert_eq!(num(100_000_000, true), " 100000000");
+        assert_eq!(num(12, true), "       12");
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(prefix_to_dotted(24).to_string(), "255.255.255.0");
+        assert_eq!(prefix_to_dotted(32).to_string(), "255.255.255.255");
+        assert_eq!(prefix_to_dotted(0).to_string(), "0.0.0.0");
+    }
+}

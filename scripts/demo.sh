@@ -1,0 +1,21 @@
+#!/bin/bash
+# Runs the demo: installs system packages, builds, then `cargo xtask demo` (namespaces, rvsd, a wrr
+# service over three real servers, 600 requests, `rvsadm -Ln` and the spread, cleanup). Needs root.
+# Extra arguments go to the demo (--release, --requests N).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "demo.sh: the demo needs root; re-running with sudo" >&2
+	exec sudo -E env "PATH=$PATH" "$0" "$@"
+fi
+
+./scripts/install-deps.sh
+release=()
+for a in "$@"; do
+	if [ "$a" = "--release" ]; then
+		release=(--release)
+	fi
+done
+cargo build "${release[@]}" --bins
+cargo xtask demo "$@"

@@ -1,0 +1,419 @@
+//! Runs the same packets through the model and the kernel and compares verdicts, output bytes and map
+//! contents after every step.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState};
+use rvs_model::{Env, Frame, Maps, XdpAction, rvs_xdp_ingress};
+use rvs_testkit::packet::Packet;
+
+use crate::kernel::Kernel;
+
+/// The only CPU the tests run on: per-CPU slots compare only when both sides count on the same CPU.
+pub(crate) const CPU: u32 = 0;
+/// `rvs_conn` size in the tests: large enough that the LRU never evicts (eviction order is not part of
+/// the contract).
+pub(crate) const CONN_MAX: u32 = 4096;
+/// Default clock of a step: 1 s, plus 1 µs per step so that every step has its own time.
+pub(crate) const T0: u64 = 1_000_000_000;
+
+/// Panics unless root: BPF_PROG_TEST_RUN and bpffs need it, and a skipped difftest proves nothing.
+pub(crate) fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "difftest needs root (BPF_PROG_TEST_RUN, bpffs)"
+    );
+}
+
+/// Pins the calling thread to `CPU`, so the program's per-CPU map slots are that CPU's.
+pub(crate) fn pin_to_cpu() {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(CPU as usize).expect("cpu in set");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("sched_setaffinity(0)");
+}
+
+/// Everything the program can change, as seen on `CPU`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct State {
+    conns: Vec<(ConnKey, ConnVal)>,
+    svc_st: Vec<(u32, SvcState)>,
+    svc_stats: Vec<(u32, Stats)>,
+    dest_stats: Vec<(u32, Stats)>,
+    drops: Vec<(DropReason, u64)>,
+}
+
+fn conn_order(a: &(ConnKey, ConnVal), b: &(ConnKey, ConnVal)) -> std::cmp::Ordering {
+    let k = |c: &ConnKey| (c.saddr, c.daddr, c.sport, c.dport, c.proto, c.family);
+    k(&a.0).cmp(&k(&b.0))
+}
+
+/// Model and kernel in lockstep (quinn's `Pair`).
+pub(crate) struct Pair {
+    /// The reference model's maps.
+    pub(crate) model: Maps,
+    kernel: Kernel,
+    svc_ids: BTreeSet<u32>,
+    dest_ids: BTreeSet<u32>,
+}
+
+/// Result of one step, equal on both sides.
+#[derive(Clone, Debug)]
+pub(crate) struct Outcome {
+    pub(crate) action: XdpAction,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Pair {
+    /// Fresh maps on both sides; needs root, and the thread pinned to `CPU`.
+    pub(crate) fn new() -> Self {
+        require_root();
+        pin_to_cpu();
+        Pair {
+            model: Maps::new(CONN_MAX),
+            kernel: Kernel::load(CONN_MAX),
+            svc_ids: BTreeSet::new(),
+            dest_ids: BTreeSet::new(),
+        }
+    }
+
+    /// Applies `ops` to both sides.
+    pub(crate) fn apply(&mut self, ops: &[MapOp]) {
+        for op in ops {
+            match *op {
+                MapOp::SvcSet { val, .. } => {
+                    self.svc_ids.insert(val.id);
+                }
+                MapOp::SvcStateSet { id, .. } | MapOp::SvcStatsClear { id } => {
+                    self.svc_ids.insert(id);
+                }
+                MapOp::DestSet { id, .. } | MapOp::DestStatsClear { id } => {
+                    self.dest_ids.insert(id);
+                }
+                MapOp::SvcDel { .. } | MapOp::SchedSet { .. } => {}
+            }
+        }
+        self.model
+            .apply(ops)
+            .unwrap_or_else(|e| panic!("model refused config: {e}"));
+        self.kernel.apply(ops);
+    }
+
+    fn ids(&self) -> (BTreeSet<u32>, BTreeSet<u32>) {
+        // Ids the config named, plus any slot the model touched (a kernel-only change elsewhere would
+        // show up as a difference in conns or drops, which are compared whole).
+        let mut svc = self.svc_ids.clone();
+        let mut dest = self.dest_ids.clone();
+        svc.extend(self.model.rvs_svc_st.nonzero().into_iter().map(|(i, _)| i));
+        svc.extend(self.model.rvs_svc_stats.nonzero(CPU).into_iter().map(|(i, _)| i));
+        dest.extend(self.model.rvs_dest_stats.nonzero(CPU).into_iter().map(|(i, _)| i));
+        (svc, dest)
+    }
+
+    fn model_state(&self) -> State {
+        let (svc, dest) = self.ids();
+        let mut conns = self.model.rvs_conn.entries();
+        conns.sort_by(conn_order);
+        State {
+            conns,
+            svc_st: svc
+                .iter()
+                .map(|&i| (i, self.model.rvs_svc_st.lookup(i).unwrap_or_default()))
+                .collect(),
+            svc_stats: svc
+                .iter()
+                .map(|&i| (i, self.model.rvs_svc_stats.lookup(CPU, i).unwrap_or_default()))
+                .collect(),
+            dest_stats: dest
+                .iter()
+                .map(|&i| (i, self.model.rvs_dest_stats.lookup(CPU, i).unwrap_or_default()))
+                .collect(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|&r| (r, self.model.rvs_drops.lookup(CPU, r as u32).unwrap_or(0)))
+                .collect(),
+        }
+    }
+
+    fn kernel_state(&self) -> State {
+        let (svc, dest) = self.ids();
+        let mut conns = self.kernel.conns();
+        conns.sort_by(conn_order);
+        State {
+            conns,
+            svc_st: svc.iter().map(|&i| (i, self.kernel.svc_st(i))).collect(),
+            svc_stats: svc.iter().map(|&i| (i, self.kernel.svc_stats(CPU, i))).collect(),
+            dest_stats: dest
+                .iter()
+                .map(|&i| (i, self.kernel.dest_stats(CPU, i)))
+                .collect(),
+            drops: {
+                let mut d = self.kernel.drops(CPU);
+                d.sort_by_key(|(r, _)| *r as u32);
+                d
+            },
+        }
+    }
+
+    /// Runs `input` through both with `env`; `Err` describes every difference.
+    pub(crate) fn step(&mut self, env: &Env, input: &[u8]) -> Result<Outcome, String> {
+        assert_eq!(env.cpu, CPU, "the thread is pinned to CPU {CPU}");
+        let mut frame = Frame::new(input);
+        let m_action = rvs_xdp_ingress(&mut self.model, env, &mut frame);
+        let m_bytes = frame.data().to_vec();
+        let (k_ret, k_bytes) = self.kernel.run(&env.to_test_env(), input);
+        let mut report = String::new();
+        if XdpAction::from_u32(k_ret) != Some(m_action) {
+            let _ = writeln!(
+                report,
+                "verdict: model {m_action:?}, kernel {k_ret} ({:?})",
+                XdpAction::from_u32(k_ret)
+            );
+        }
+        if m_bytes != k_bytes {
+            let _ = writeln!(
+                report,
+                "output bytes differ:\n{}",
+                hexdiff("model", &m_bytes, "kernel", &k_bytes)
+            );
+        }
+        let (ms, ks) = (self.model_state(), self.kernel_state());
+        if ms != ks {
+            let _ = writeln!(report, "{}", state_diff(&ms, &ks));
+        }
+        if report.is_empty() {
+            Ok(Outcome {
+                action: m_action,
+                bytes: m_bytes,
+            })
+        } else {
+            let _ = writeln!(report, "input ({} bytes):\n{}", input.len(), hex(input));
+            Err(report)
+        }
+    }
+
+    /// The model's drop counter of `reason` on `CPU`.
+    pub(crate) fn drops(&self, reason: DropReason) -> u64 {
+        self.model.rvs_drops.lookup(CPU, reason as u32).unwrap_or(0)
+    }
+}
+
+fn state_diff(m: &State, k: &State) -> String {
+    let mut s = String::from("map state differs (model vs kernel):\n");
+    macro_rules! field {
+        ($f:ident) => {
+            if m.$f != k.$f {
+                let _ = writeln!(
+                    s,
+                    "  {}:\n    model:  {:?}\n    kernel: {:?}",
+                    stringify!($f),
+                    m.$f,
+                    k.$f
+                );
+            }
+        };
+    }
+    field!(conns);
+    field!(svc_st);
+    field!(svc_stats);
+    field!(dest_stats);
+    field!(drops);
+    s
+}
+
+/// `bytes` as hex, 16 per line with offsets.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let _ = write!(s, "  {:04x}:", i * 16);
+        for b in line {
+            let _ = write!(s, " {b:02x}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Two frames as aligned hex, 16 bytes per line, with `^^` under every byte that differs (or exists on
+/// one side only).
+pub(crate) fn hexdiff(a_name: &str, a: &[u8], b_name: &str, b: &[u8]) -> String {
+    let mut s = format!("  lengths: {a_name} {}, {b_name} {}\n", a.len(), b.len());
+    let w = a_name.len().max(b_name.len());
+    for off in (0..a.len().max(b.len())).step_by(16) {
+        let row = |v: &[u8]| {
+            (off..off + 16)
+                .map(|i| v.get(i).map_or("  ".to_owned(), |x| format!("{x:02x}")))
+                .collect::<Vec<_>>()
+        };
+        let (ra, rb) = (row(a), row(b));
+        let marks: Vec<&str> = (off..off + 16)
+            .map(|i| {
+                if i < a.len().max(b.len()) && a.get(i) != b.get(i) {
+                    "^^"
+                } else {
+                    "  "
+                }
+            })
+            .collect();
+        let _ = writeln!(s, "  {a_name:>w$} {off:04x}: {}", ra.join(" "));
+        let _ = writeln!(s, "  {b_name:>w$} {off:04x}: {}", rb.join(" "));
+        if marks.contains(&"^^") {
+            let _ = writeln!(s, "  {:>w$}       {}", "", marks.join(" "));
+        }
+    }
+    s
+}
+
+/// What a step must produce, besides model == kernel.
+#[derive(Clone, Debug)]
+pub(crate) enum Expect {
+    /// XDP_PASS, frame untouched.
+    Pass,
+    /// XDP_TX with exactly this frame.
+    Tx(Packet),
+    /// XDP_REDIRECT with exactly this frame.
+    Redirect(Packet),
+    /// XDP_DROP, frame untouched, the reason's counter up by one.
+    Drop(DropReason),
+}
+
+/// A check of the maps after a step (run on the model's maps, which equal the kernel's by then).
+pub(crate) type Check = fn(&Maps) -> Result<(), String>;
+
+/// One packet of a case.
+#[derive(Clone)]
+pub(crate) struct Step {
+    /// Configuration changes applied to both sides before the packet.
+    pub(crate) reconfig: Vec<MapOp>,
+    pub(crate) input: Packet,
+    /// `None`: `T0` + 1 µs per step, CPU 0, prandom 0.
+    pub(crate) env: Option<Env>,
+    pub(crate) expect: Expect,
+    pub(crate) check: Option<Check>,
+}
+
+impl Step {
+    pub(crate) fn new(input: Packet, expect: Expect) -> Self {
+        Step {
+            reconfig: Vec::new(),
+            input,
+            env: None,
+            expect,
+            check: None,
+        }
+    }
+    pub(crate) fn at(mut self, now_ns: u64) -> Self {
+        self.env = Some(Env {
+            now_ns,
+            cpu: CPU,
+            prandom: 0,
+        });
+        self
+    }
+    pub(crate) fn after(mut self, ops: Vec<MapOp>) -> Self {
+        self.reconfig = ops;
+        self
+    }
+    pub(crate) fn check(mut self, check: Check) -> Self {
+        self.check = Some(check);
+        self
+    }
+}
+
+/// A named case: a configuration, then packets in order.
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) config: Vec<MapOp>,
+    pub(crate) steps: Vec<Step>,
+}
+
+impl Case {
+    /// A case of one packet.
+    pub(crate) fn one(name: &'static str, config: Vec<MapOp>, input: Packet, expect: Expect) -> Self {
+        Case {
+            name,
+            config,
+            steps: vec![Step::new(input, expect)],
+        }
+    }
+}
+
+fn expect_ok(pair: &Pair, step: &Step, input: &[u8], out: &Outcome, drops_before: u64) -> Result<(), String> {
+    let (want_action, want_bytes) = match &step.expect {
+        Expect::Pass => (XdpAction::Pass, input.to_vec()),
+        Expect::Tx(p) => (XdpAction::Tx, p.build()),
+        Expect::Redirect(p) => (XdpAction::Redirect, p.build()),
+        Expect::Drop(reason) => {
+            let after = pair.drops(*reason);
+            if after != drops_before + 1 {
+                return Err(format!(
+                    "drop counter {reason:?}: {drops_before} -> {after}, expected +1"
+                ));
+            }
+            (XdpAction::Drop, input.to_vec())
+        }
+    };
+    if out.action != want_action {
+        return Err(format!(
+            "verdict {:?} (both sides), expected {want_action:?}",
+            out.action
+        ));
+    }
+    if out.bytes != want_bytes {
+        return Err(format!(
+            "output (both sides) differs from the expected frame:\n{}",
+            hexdiff("got", &out.bytes, "expected", &want_bytes)
+        ));
+    }
+    if let Some(check) = step.check {
+        check(&pair.model)?;
+    }
+    Ok(())
+}
+
+/// Runs one case on a fresh pair.
+pub(crate) fn run_case(case: &Case) -> Result<(), String> {
+    let mut pair = Pair::new();
+    pair.apply(&case.config);
+    for (i, step) in case.steps.iter().enumerate() {
+        let env = step.env.unwrap_or(Env {
+            now_ns: T0 + 1000 * i as u64,
+            cpu: CPU,
+            prandom: 0,
+        });
+        if !step.reconfig.is_empty() {
+            pair.apply(&step.reconfig);
+        }
+        let input = step.input.build();
+        let drops_before = match step.expect {
+            Expect::Drop(r) => pair.drops(r),
+            _ => 0,
+        };
+        let out = pair
+            .step(&env, &input)
+            .map_err(|e| format!("step {i}: model and kernel disagree:\n{e}"))?;
+        expect_ok(&pair, step, &input, &out, drops_before).map_err(|e| format!("step {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Runs every case and fails with the list of the failed ones.
+pub(crate) fn run_cases(cases: Vec<Case>) {
+    require_root();
+    let mut failed = Vec::new();
+    let n = cases.len();
+    for case in &cases {
+        match run_case(case) {
+            Ok(()) => eprintln!("ok    {}", case.name),
+            Err(e) => {
+                eprintln!("FAIL  {}\n{e}", case.name);
+                failed.push(case.name);
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {n} cases failed: {failed:#?}",
+        failed.len()
+    );
+}

@@ -1,0 +1,62 @@
+//! The real program: `rvs_dataplane::TestProgram` (rvs_xdp.o with `rvs_test_hooks = 1`, run through
+//! BPF_PROG_TEST_RUN), with every error turned into a panic that names the operation.
+
+use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState, TestEnv};
+use rvs_dataplane::TestProgram;
+
+/// The loaded program and its maps (no pins left, nothing attached).
+pub(crate) struct Kernel(TestProgram);
+
+fn ok<T>(what: &str, r: Result<T, rvs_dataplane::DataplaneError>) -> T {
+    r.unwrap_or_else(|e| {
+        let mut msg = format!("kernel side: {what}: {e}");
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        panic!("{msg}")
+    })
+}
+
+impl Kernel {
+    /// Loads rvs_xdp.o with the test hooks on and `rvs_conn` of `conn_max` entries.
+    pub(crate) fn load(conn_max: u32) -> Self {
+        Kernel(ok("load rvs_xdp.o", TestProgram::load(conn_max)))
+    }
+
+    /// Applies `ops` in order, as the daemon does.
+    pub(crate) fn apply(&mut self, ops: &[MapOp]) {
+        ok("apply map ops", self.0.apply(ops));
+    }
+
+    /// Runs the program once on `frame` with `env` pinned; the verdict and the output frame.
+    pub(crate) fn run(&mut self, env: &TestEnv, frame: &[u8]) -> (u32, Vec<u8>) {
+        ok("BPF_PROG_TEST_RUN", self.0.run(env, frame))
+    }
+
+    /// Every connection entry.
+    pub(crate) fn conns(&self) -> Vec<(ConnKey, ConnVal)> {
+        ok("read rvs_conn", self.0.conns())
+    }
+
+    /// `rvs_svc_st[id]`.
+    pub(crate) fn svc_st(&self, id: u32) -> SvcState {
+        ok("read rvs_svc_st", self.0.svc_st(id))
+    }
+
+    /// `rvs_svc_stats[id]` on `cpu`.
+    pub(crate) fn svc_stats(&self, cpu: u32, id: u32) -> Stats {
+        ok("read rvs_svc_stats", self.0.svc_stats_cpu(id, cpu))
+    }
+
+    /// `rvs_dest_stats[id]` on `cpu`.
+    pub(crate) fn dest_stats(&self, cpu: u32, id: u32) -> Stats {
+        ok("read rvs_dest_stats", self.0.dest_stats_cpu(id, cpu))
+    }
+
+    /// `rvs_drops` on `cpu`, by reason.
+    pub(crate) fn drops(&self, cpu: u32) -> Vec<(DropReason, u64)> {
+        ok("read rvs_drops", self.0.drops_cpu(cpu))
+    }
+}
