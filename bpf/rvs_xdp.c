@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* The director: an IPVS-style virtual server in XDP. For a packet to a virtual service it finds or
  * schedules the connection's real server and forwards the frame to it by direct routing; everything
- * else goes to the stack untouched (XDP_PASS), so the director stays reachable. The path, stage by
- * stage, is described in docs and in each helper's comment; rvs-model/src/xdp.rs mirrors it. */
+ * else goes to the stack untouched (XDP_PASS), so the director stays reachable. rvs_xdp_process
+ * lists the stages; each helper's comment says what its stage decides. rvs-model mirrors every
+ * function (its xdp.rs mirrors this file). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::api::{self, Call};
-use crate::backend::{Dataplane, DataplaneConfig, Encoder, Table, now_ns, parse_rules_with_lines, save};
+use crate::backend::{Dataplane, DataplaneConfig, Encoder, Table, now_ns, parse_rules_with_lines, save_restorable};
 use crate::config::Config;
 use crate::conns;
 use crate::neigh::{self, NeighMap, Resolver};
@@ -207,7 +207,7 @@ impl<P: Plane> Daemon<P> {
             )));
         }
         let old = std::mem::replace(&mut self.table, next);
-        if let Err(e) = self.rules.write(&save(&self.table)) {
+        if let Err(e) = self.rules.write(&save_restorable(&self.table)) {
             self.table = old;
             self.resync();
             return Err(Refusal::Failed(format!(
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(d.plane.dests.len(), 2);
         assert!(d.plane.dests.values().all(|v| v.flags & DEST_F_NEIGH != 0));
         let saved = d.rules.read().unwrap().unwrap();
-        assert_eq!(saved, save(&d.table));
+        assert_eq!(saved, save_restorable(&d.table));
         assert_eq!(restore(&saved, Path::new("rules")).unwrap(), d.table);
         assert_eq!(
             d.targets(),

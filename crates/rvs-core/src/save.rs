@@ -33,6 +33,27 @@ pub fn save(table: &Table) -> String {
     out
 }
 
+/// The table in the same line format, but in the order that rebuilds it exactly: services in insertion
+/// order and each service's real servers oldest first. IPVS puts a new real server at the head of the
+/// list, and the list order is the scheduling order, so the daemon's own rules file uses this form to
+/// come back after a restart with the very table it had (`save` sorts, as ipvsadm does, for people).
+pub fn save_restorable(table: &Table) -> String {
+    let mut out = String::new();
+    for entry in table.services() {
+        let svc = &entry.service;
+        let selector = format!(
+            "{} {}",
+            svc.key.proto.flag(),
+            SockAddrFmt(svc.key.addr, svc.key.port)
+        );
+        service_line(&mut out, &selector, svc);
+        for d in entry.dests.iter().rev() {
+            dest_line(&mut out, &selector, d);
+        }
+    }
+    out
+}
+
 /// ipvsadm's `print_service_entry` with FMT_RULE.
 fn service_line(out: &mut String, selector: &str, svc: &Service) {
     let _ = write!(out, "-A {selector} -s {}", svc.scheduler);
@@ -336,5 +357,21 @@ mod tests {
         assert_eq!(v4_mask(0).to_string(), "0.0.0.0");
         assert_eq!(v4_mask(32).to_string(), "255.255.255.255");
         assert_eq!(v4_mask(17).to_string(), "255.255.128.0");
+    }
+
+    #[test]
+    fn save_restorable_rebuilds_the_same_list_order() {
+        let mut t = Table::new();
+        let k = skey(Protocol::Tcp, "198.18.0.100", 80);
+        t.apply(&Command::AddService(svc(k, "wrr"))).unwrap();
+        // Added out of address order: the list (scheduling) order is newest first, unlike `save`'s sort.
+        for (a, w) in [("198.18.1.12", 2), ("198.18.1.11", 3), ("198.18.1.13", 1)] {
+            t.apply(&Command::AddDest(k, dest(a, 80, FwdMethod::Route, w))).unwrap();
+        }
+        let text = save_restorable(&t);
+        let mut back = Table::new();
+        back.apply_all(&crate::ipvsadm::parse_rules(&text).unwrap()).unwrap();
+        assert_eq!(back.services(), t.services(), "{text}");
+        assert_ne!(save(&t), text, "the sorted form would not rebuild this order");
     }
 }

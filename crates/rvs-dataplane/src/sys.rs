@@ -118,12 +118,42 @@ pub(crate) fn is_bpffs(path: &Path) -> io::Result<bool> {
     Ok(st.f_type as libc::c_long == BPF_FS_MAGIC)
 }
 
+/// Where BPF file systems are conventionally mounted.
+const BPFFS_ROOT: &str = "/sys/fs/bpf";
+
+/// Mounts a BPF file system on `at`.
+fn mount_bpffs(at: &Path) -> Result<(), crate::DataplaneError> {
+    let c = CString::new(at.as_os_str().as_bytes())
+        .map_err(|e| crate::DataplaneError::io("mount bpffs", at, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    // SAFETY: every pointer is a valid NUL-terminated string; bpffs takes no data.
+    let ret = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret != 0 {
+        return Err(crate::DataplaneError::io("mount bpffs", at, io::Error::last_os_error()));
+    }
+    tracing::info!(path = %at.display(), "mounted a BPF file system");
+    Ok(())
+}
+
 /// Creates `dir` (and its parents) after checking that it will be on bpffs, so that a missing
 /// `mount -t bpf bpf /sys/fs/bpf` gives a clear error instead of "no such file".
 pub(crate) fn create_pin_dir(dir: &Path) -> Result<(), crate::DataplaneError> {
     use crate::DataplaneError;
     let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
-    let on_bpffs = is_bpffs(existing).map_err(|e| DataplaneError::io("statfs", existing, e))?;
+    let mut on_bpffs = is_bpffs(existing).map_err(|e| DataplaneError::io("statfs", existing, e))?;
+    if !on_bpffs && dir.starts_with(BPFFS_ROOT) && existing == Path::new(BPFFS_ROOT) {
+        // systemd mounts bpffs at boot, but minimal images and containers often do not; like
+        // Cilium's agent, mount the conventional one ourselves rather than fail on a fresh machine.
+        mount_bpffs(Path::new(BPFFS_ROOT))?;
+        on_bpffs = is_bpffs(existing).map_err(|e| DataplaneError::io("statfs", existing, e))?;
+    }
     if !on_bpffs {
         return Err(DataplaneError::NotBpffs { path: dir.to_owned() });
     }

@@ -77,8 +77,7 @@ impl TestProgram {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        fs::create_dir_all(&dir)
-            .map_err(|e| DataplaneError::io("create temporary pin directory", &dir, e))?;
+        crate::sys::create_pin_dir(&dir)?;
         let pins = TempPins(dir);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&pins.0)

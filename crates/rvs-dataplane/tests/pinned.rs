@@ -209,3 +209,134 @@ fn attaching_to_a_missing_interface_names_it() {
     });
     assert!(err.contains("nosuch0"), "{err}");
 }
+
+#[test]
+fn a_pin_directory_off_bpffs_is_refused_with_the_mount_command() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("rvsdp-notbpffs-{}", std::process::id()));
+    let err = Dataplane::open(&DataplaneConfig {
+        pin_dir: dir.clone(),
+        conn_max: 1024,
+    })
+    .err()
+    .expect("refused");
+    assert!(matches!(err, DataplaneError::NotBpffs { .. }), "{err}");
+    assert!(err.to_string().contains("mount -t bpf bpf /sys/fs/bpf"), "{err}");
+    assert!(!dir.exists(), "nothing created");
+}
+
+#[test]
+fn handles_can_move_between_threads() {
+    fn send<T: Send>() {}
+    send::<Dataplane>();
+    send::<rvs_dataplane::TestProgram>();
+}
+
+/// A raw AF_PACKET socket bound to one interface, with a receive timeout.
+struct RawSocket(std::os::fd::OwnedFd);
+
+impl RawSocket {
+    fn bind(ifname: &str) -> Self {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let ifindex = std::ffi::CString::new(ifname).unwrap();
+        // SAFETY: plain syscalls on values we own; every return value is checked.
+        unsafe {
+            let ifindex = libc::if_nametoindex(ifindex.as_ptr()) as i32;
+            assert_ne!(ifindex, 0, "{ifname}");
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            );
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+            sll.sll_ifindex = ifindex;
+            let r = libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
+            let r = libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                size_of::<libc::timeval>() as u32,
+            );
+            assert_eq!(r, 0, "SO_RCVTIMEO");
+            RawSocket(fd)
+        }
+    }
+
+    fn send(&self, frame: &[u8]) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `frame` is valid for its length; the socket is bound, so no address is needed.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The next frame, or None after the timeout.
+    fn recv(&self) -> Option<Vec<u8>> {
+        use std::os::fd::AsRawFd;
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: `buf` is valid and writable for its length.
+        let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(buf)
+    }
+}
+
+#[test]
+fn a_syn_on_the_wire_comes_back_out_with_the_real_servers_mac() {
+    require_root();
+    let ns = veth_ns("live");
+    let pins = PinDir::new("live");
+    let cfg = pins.cfg(1024);
+    let got = ns.run(move || {
+        use aya::programs::{Xdp, XdpMode};
+        let mut dp = Dataplane::open(&cfg).unwrap();
+        dp.attach("va0").unwrap();
+        let ifindex = std::ffi::CString::new("va0").unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let va0 = unsafe { libc::if_nametoindex(ifindex.as_ptr()) };
+        dp.apply(&one_service(TCP, 1, &[0], va0)).unwrap();
+        // XDP_TX into a veth reaches the peer only if the peer runs an XDP program.
+        let mut pass = aya::Ebpf::load(rvs_bpf::RVS_PASS_OBJ).unwrap();
+        let p: &mut Xdp = pass.program_mut(rvs_bpf::PASS_PROG).unwrap().try_into().unwrap();
+        p.load().unwrap();
+        p.attach("vb0", XdpMode::Driver).unwrap();
+
+        let sock = RawSocket::bind("vb0");
+        let syn = tcp_frame(40100, VIP, VPORT, SYN, b"");
+        sock.send(&syn);
+        // Our own transmission shows up first; wait for the one the director sent back.
+        let back = (0..50)
+            .filter_map(|_| sock.recv())
+            .find(|f| f.len() >= 12 && f[0..6] == rs_mac(0));
+        let conns = dp.conns().unwrap().len();
+        let stats = dp.svc_stats(0).unwrap();
+        drop(pass);
+        (back, syn, conns, stats.inpkts)
+    });
+    let (back, syn, conns, inpkts) = got;
+    let back = back.expect("the director sent the SYN back out of va0 to the real server's MAC");
+    assert_eq!(back[6..12], DIRECTOR_MAC);
+    assert_eq!(back[12..], syn[12..], "the IP packet is unchanged");
+    assert_eq!((conns, inpkts), (1, 1));
+}

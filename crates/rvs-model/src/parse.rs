@@ -99,11 +99,11 @@ pub fn rvs_parse_l4(data: &[u8], pkt: &mut Pkt) -> Verdict {
     } else {
         udp::HEADER_LEN
     };
-    // Inside the frame (the verifier's check) and inside the IP packet (Ethernet padding follows
-    // short packets).
-    if l4_off + hlen > data.len() || l4_off + hlen > usize::from(pkt.l3_off) + usize::from(pkt.ip_len) {
+    if l4_off + hlen > usize::from(pkt.l3_off) + usize::from(pkt.ip_len) {
         return Verdict::Drop(DropReason::L4Short);
     }
+    // The ip_len check implies the frame checks below (rvs_parse_ipv4 kept tot_len inside the frame);
+    // the C repeats them for the verifier, the views for their own length check.
     let l4 = data.get(l4_off..).unwrap_or_default();
     if pkt.proto == ipv4::IPPROTO_TCP {
         let Some(tcp) = tcp::Header::new_checked(l4) else {

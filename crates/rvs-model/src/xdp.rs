@@ -100,3 +100,108 @@ pub fn rvs_xdp_ingress(maps: &mut Maps, env: &Env, frame: &mut Frame) -> XdpActi
         Verdict::Ok => XdpAction::Aborted,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_abi::{
+        Be16, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, MapOp, SvcKey, SvcState, SvcVal, TcpState, addr_v4,
+    };
+
+    use crate::frame::TEST_RUN_INGRESS_IFINDEX;
+
+    fn maps() -> Maps {
+        let mut m = Maps::new(64);
+        let dest = DestVal {
+            dmac: [0xd; 6],
+            smac: [0x5; 6],
+            ifindex: TEST_RUN_INGRESS_IFINDEX,
+            svc_id: 1,
+            flags: DEST_F_VALID | DEST_F_NEIGH,
+            ..Default::default()
+        };
+        let key = SvcKey {
+            addr: addr_v4([198, 18, 0, 10]),
+            port: Be16::new(80),
+            proto: 6,
+            family: Family::Inet as u8,
+        };
+        let val = SvcVal {
+            id: 1,
+            sched_base: 0,
+            sched_len: 1,
+            ..Default::default()
+        };
+        m.apply(&[
+            MapOp::DestSet { id: 4, val: dest },
+            MapOp::SchedSet { slot: 0, dest_id: 4 },
+            MapOp::SvcStateSet {
+                id: 1,
+                val: SvcState::default(),
+            },
+            MapOp::SvcSet { key, val },
+        ])
+        .unwrap();
+        m
+    }
+
+    fn syn() -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 18, 2, 5], [198, 18, 0, 10], 64)
+            .tcp(40000, 80, 1, 1024)
+            .syn();
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).unwrap();
+        out
+    }
+
+    #[test]
+    fn syn_to_service_is_sent_back_with_new_macs() {
+        let mut m = maps();
+        let input = syn();
+        let mut f = Frame::new(&input);
+        let env = Env {
+            now_ns: 7,
+            cpu: 1,
+            prandom: 0,
+        };
+        assert_eq!(rvs_xdp_ingress(&mut m, &env, &mut f), XdpAction::Tx);
+        assert_eq!(&f.data()[..12], &[[0xd; 6], [0x5; 6]].concat()[..]);
+        assert_eq!(&f.data()[12..], &input[12..]);
+        let (_, c) = m.rvs_conn.entries()[0];
+        assert_eq!(
+            (c.dest_id, c.state, c.created_ns),
+            (4, TcpState::SynRecv as u8, 7)
+        );
+        assert_eq!(m.rvs_dest_stats.lookup(1, 4).unwrap().inbytes, 40);
+    }
+
+    #[test]
+    fn ack_without_conn_is_counted_as_not_syn() {
+        let mut m = maps();
+        let mut input = syn();
+        input[14 + 20 + 13] = crate::wire::tcp::ACK;
+        let env = Env::default();
+        assert_eq!(
+            rvs_xdp_ingress(&mut m, &env, &mut Frame::new(&input)),
+            XdpAction::Drop
+        );
+        assert_eq!(m.rvs_drops.lookup(0, DropReason::NotSyn as u32), Some(1));
+    }
+
+    #[test]
+    fn never_panics_on_any_prefix_or_byte_flip() {
+        let input = syn();
+        let env = Env::default();
+        for len in 0..=input.len() {
+            let _ = rvs_xdp_ingress(&mut maps(), &env, &mut Frame::new(&input[..len]));
+        }
+        for i in 0..input.len() {
+            for x in [0x01u8, 0x0f, 0x80, 0xff] {
+                let mut f = input.clone();
+                f[i] ^= x;
+                let _ = rvs_xdp_ingress(&mut maps(), &env, &mut Frame::new(&f));
+            }
+        }
+    }
+}

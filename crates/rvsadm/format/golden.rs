@@ -656,3 +656,52 @@ fn errors_txt_parse_errors_exactly() {
     }
     assert!(checked > 100, "only {checked} command lines found");
 }
+
+// ---- the daemon's rules file (rvs_core::save) and `-S -n` are the same text ----
+
+#[test]
+fn save_matches_rvs_core_save() {
+    let rules = "\
+-A -u 198.18.0.100:4789 -s rr -o
+-A -t 198.18.0.100:80 -s wrr
+-a -t 198.18.0.100:80 -r 198.18.1.13:80 -m -w 1
+-a -t 198.18.0.100:80 -r 198.18.1.11:80 -m -w 3
+-a -t 198.18.0.100:80 -r 198.18.1.12:8080 -m -w 2
+-A -t 198.18.0.100:443 -s rr -p 300 -M 255.255.255.0
+-a -t 198.18.0.100:443 -r 198.18.0.11:443 -g -w 1
+-a -t 198.18.0.100:443 -r 198.18.0.12:443 -i -w 0
+-A -t [2001:db8::1]:80 -s rr -p 60 -M 64
+-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -g -w 5
+-A -t 10.0.0.1:80 -s rr
+";
+    let cmds = rvs_core::ipvsadm::parse_rules(rules).unwrap();
+    let mut table = rvs_core::table::Table::new();
+    table.apply_all(&cmds).unwrap();
+    let snap = Snapshot {
+        conn_tab_size: 4096,
+        services: table
+            .services()
+            .iter()
+            .map(|e| ServiceSnap {
+                service: e.service.clone(),
+                stats: StatsSnap::default(),
+                dests: e
+                    .dests
+                    .iter()
+                    .map(|d| DestSnap {
+                        dest: d.clone(),
+                        active: 0,
+                        inactive: 0,
+                        persist: 0,
+                        stats: StatsSnap::default(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    same(
+        "-S -n vs rvs_core::save",
+        &save(&snap, true, &LabNames::new()),
+        &rvs_core::save::save(&table),
+    );
+}

@@ -229,7 +229,101 @@ pub(super) fn prefix_to_dotted(prefix: u8) -> std::net::Ipv4Addr {
 
 #[cfg(test)]
 mod tests {
+    use rvs_api::DestSnap;
+    use rvs_core::ipvsadm::{Invocation, parse_args, parse_rules};
+    use rvs_core::{Command, Protocol};
+
     use super::*;
+
+    /// Long names, to see ipvsadm's cuts (service column 33 bytes, real server 28, IPv4 only).
+    struct LongNames;
+    impl Names for LongNames {
+        fn host(&self, addr: IpAddr) -> Option<String> {
+            Some(format!("a-very-long-host-name-for-{addr}.example.test"))
+        }
+        fn port(&self, _: u16, _: Protocol) -> Option<String> {
+            Some("http".to_owned())
+        }
+    }
+
+    fn snap(rules: &str) -> Snapshot {
+        let mut snap = Snapshot {
+            conn_tab_size: 4096,
+            services: vec![],
+        };
+        for c in parse_rules(rules).unwrap() {
+            match c {
+                Command::AddService(service) => snap.services.push(ServiceSnap {
+                    service,
+                    stats: StatsSnap::default(),
+                    dests: vec![],
+                }),
+                Command::AddDest(k, dest) => snap
+                    .services
+                    .iter_mut()
+                    .find(|s| s.service.key == k)
+                    .unwrap()
+                    .dests
+                    .insert(
+                        0,
+                        DestSnap {
+                            dest,
+                            active: 0,
+                            inactive: 0,
+                            persist: 0,
+                            stats: StatsSnap::default(),
+                        },
+                    ),
+                other => panic!("{other:?}"),
+            }
+        }
+        snap
+    }
+
+    fn run(snap: &Snapshot, line: &str, names: &dyn Names) -> String {
+        let Invocation::List(opts) = parse_args(&line.split(' ').collect::<Vec<_>>()).unwrap() else {
+            panic!()
+        };
+        list(snap, &opts, names).unwrap()
+    }
+
+    #[test]
+    fn names_are_cut_like_ipvsadm() {
+        let s = snap("-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.11 -m\n");
+        let got = run(&s, "-L", &LongNames);
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines[3], "TCP  a-very-long-host-name-for-19 rr");
+        assert_eq!(
+            lines[4],
+            "  -> a-very-long-host-name-for-19 Masq    1      0          0         "
+        );
+    }
+
+    #[test]
+    fn ipv6_services_are_bracketed_and_not_cut() {
+        let s = snap(
+            "-A -t [2001:db8::1]:80 -s rr -p 60 -M 64\n-a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -g -w 2\n",
+        );
+        let got = run(&s, "-Ln", &LongNames);
+        let want = "TCP  [2001:db8::1]:80 rr persistent 60 mask 64\n  -> [2001:db8::10]:80            Route   2      \
+                    0          0         \n";
+        assert!(got.ends_with(want), "{got}");
+        let got = run(&s, "-L", &LongNames);
+        assert!(got.contains(
+            "TCP  [a-very-long-host-name-for-2001:db8::1.example.test]:http rr persistent 60 mask 64\n"
+        ));
+    }
+
+    #[test]
+    fn connection_headers() {
+        let s = snap("");
+        assert_eq!(
+            run(&s, "-Lnc --persistent-conn", &LongNames),
+            "IPVS connection entries\npro expire state       source             virtual            destination        \
+             pe name          pe_data\n"
+        );
+        assert_eq!(run(&s, "-L --daemon", &LongNames), "");
+    }
 
     fn num(i: u64, exact: bool) -> String {
         let mut s = String::new();

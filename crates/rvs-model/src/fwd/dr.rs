@@ -33,6 +33,7 @@ mod tests {
             dmac: [0xd; 6],
             smac: [0x5; 6],
             flags: DEST_F_NEIGH,
+            ifindex: crate::frame::TEST_RUN_INGRESS_IFINDEX,
             ..Default::default()
         };
         let mut f = Frame::new(&input);
