@@ -285,3 +285,10 @@ mod tests {
         }
     }
 }
+
+pub mod dh;
+pub mod hash;
+pub mod mh;
+pub mod sh;
+#[cfg(test)]
+mod golden;

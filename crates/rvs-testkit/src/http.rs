@@ -36,14 +36,41 @@ fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
 }
 
-/// One request on a new connection (`Connection: close`); returns the body without its newline.
+/// Connects to `addr`, from `from` when given (else from a port the kernel picks), with timeouts set.
+///
+/// Tests that count connections per real server give each connection its own source port: the kernel's
+/// ephemeral ports come from a sequence shared by every network namespace (it is keyed by the address
+/// pair), so a busy neighbour can make it wrap, and a connection from a port the director still tracks
+/// (in FIN_WAIT, as IPVS would) goes to that entry's real server without being scheduled.
+///
+/// # Errors
+/// Bind, connect or timeout.
+pub fn connect(addr: SocketAddr, from: Option<SocketAddr>) -> std::io::Result<TcpStream> {
+    let s = match from {
+        None => TcpStream::connect_timeout(&addr, IO_TIMEOUT)?,
+        Some(from) => {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            sock.bind(&from.into())?;
+            sock.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+            sock.into()
+        }
+    };
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
+}
+
+/// One request on a new connection (`Connection: close`), from `from` if given (see [`connect`]);
+/// returns the body without its newline.
 ///
 /// # Errors
 /// Connect, I/O, timeout, or a reply that is not `200` with a body.
-pub fn get_once(addr: SocketAddr) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    s.set_write_timeout(Some(IO_TIMEOUT))?;
+pub fn get_once(addr: SocketAddr, from: Option<SocketAddr>) -> std::io::Result<String> {
+    let mut s = connect(addr, from)?;
     // One write, so the request leaves in one segment (write! would send each fragment on its own).
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut reply = Vec::new();
@@ -66,15 +93,13 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    /// Connects. The socket belongs to the network namespace of the calling thread, wherever it is used
-    /// afterwards.
+    /// Connects, from `from` if given (see [`connect`]). The socket belongs to the network namespace of
+    /// the calling thread, wherever it is used afterwards.
     ///
     /// # Errors
     /// Connect failed or timed out.
-    pub fn connect(addr: SocketAddr) -> std::io::Result<Self> {
-        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.set_write_timeout(Some(IO_TIMEOUT))?;
+    pub fn connect(addr: SocketAddr, from: Option<SocketAddr>) -> std::io::Result<Self> {
+        let s = connect(addr, from)?;
         Ok(Self {
             addr,
             reader: BufReader::new(s),

@@ -18,6 +18,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use crate::http::{self, HttpConn};
@@ -42,6 +43,10 @@ pub const DIRECTOR: &str = "dir";
 pub const SWITCH: &str = "sw";
 /// Connection-table size of the lab's rvsd.
 pub const LAB_CONN_MAX: u32 = 65_536;
+/// The client's connections to the VIP use source ports from here up, one each, below the kernel's
+/// ephemeral range (32768 and up) so that nothing else in the client's namespace takes them.
+pub const FIRST_CLIENT_PORT: u16 = 10_000;
+const LAST_CLIENT_PORT: u16 = 32_767;
 
 /// Address of real server `i` (1-based): 198.18.0.1i.
 pub fn real_ip(i: usize) -> Ipv4Addr {
@@ -133,6 +138,8 @@ pub struct DrLab {
     reals: usize,
     run_dir: PathBuf,
     pin_dir: PathBuf,
+    /// Next source port of the client (see [`http::connect`] for why each connection gets its own).
+    next_port: AtomicU16,
     topo: Topology,
 }
 
@@ -154,6 +161,7 @@ impl DrLab {
             reals,
             run_dir,
             pin_dir,
+            next_port: AtomicU16::new(FIRST_CLIENT_PORT),
             topo,
         };
         fs::create_dir_all(&lab.run_dir).map_err(io(format!("create {}", lab.run_dir.display())))?;
@@ -260,7 +268,7 @@ impl DrLab {
                     self.check_servers_alive()?;
                     let body = self
                         .topo
-                        .run_in(DIRECTOR, || http::get_once(addr))?
+                        .run_in(DIRECTOR, || http::get_once(addr, None))?
                         .map_err(io(format!("GET {addr}")))?;
                     Ok::<_, LabError>(body)
                 },
@@ -495,27 +503,41 @@ impl DrLab {
         Ok(())
     }
 
+    /// A source address for the next client connection: the client's address and a port no earlier
+    /// connection of this lab used.
+    ///
+    /// # Errors
+    /// The lab has used all of its ports.
+    pub fn client_source(&self) -> Result<SocketAddr, LabError> {
+        take_port(&self.next_port)
+    }
+
     /// One request from the client to the VIP on a new connection; returns the name that answered.
     ///
     /// # Errors
     /// The request failed.
     pub fn get(&self) -> Result<String, LabError> {
+        let from = self.client_source()?;
         self.topo
-            .run_in(CLIENT, || http::get_once(vip_addr()))?
-            .map_err(io(format!("GET {} from the client", vip_addr())))
+            .run_in(CLIENT, || http::get_once(vip_addr(), Some(from)))?
+            .map_err(io(format!("GET {} from {from}", vip_addr())))
     }
 
-    /// `n` requests from the client to the VIP, one new connection each, one after the other. Returns
-    /// how many each name answered.
+    /// `n` requests from the client to the VIP, one new connection each, one after the other, each from
+    /// its own source port. Returns how many each name answered.
     ///
     /// # Errors
     /// Any request failed (the error says which one and how many had succeeded).
     pub fn spread(&self, n: usize) -> Result<BTreeMap<String, usize>, LabError> {
+        let ports = &self.next_port;
         self.topo.run_in(CLIENT, || {
             let mut counts = BTreeMap::new();
             for k in 0..n {
-                let name = http::get_once(vip_addr())
-                    .map_err(io(format!("request {} of {n} (after {counts:?})", k + 1)))?;
+                let from = take_port(ports)?;
+                let name = http::get_once(vip_addr(), Some(from)).map_err(io(format!(
+                    "request {} of {n} from {from} (after {counts:?})",
+                    k + 1
+                )))?;
                 *counts.entry(name).or_insert(0) += 1;
             }
             Ok(counts)
@@ -527,9 +549,10 @@ impl DrLab {
     /// # Errors
     /// The connection failed.
     pub fn connect(&self) -> Result<HttpConn, LabError> {
+        let from = self.client_source()?;
         self.topo
-            .run_in(CLIENT, || HttpConn::connect(vip_addr()))?
-            .map_err(io(format!("connect to {} from the client", vip_addr())))
+            .run_in(CLIENT, || HttpConn::connect(vip_addr(), Some(from)))?
+            .map_err(io(format!("connect to {} from {from}", vip_addr())))
     }
 
     /// Counters of `eth0` in namespace `node` (short name).
@@ -544,6 +567,16 @@ impl DrLab {
     pub fn reals(&self) -> usize {
         self.reals
     }
+}
+
+fn take_port(next: &AtomicU16) -> Result<SocketAddr, LabError> {
+    let port = next.fetch_add(1, Ordering::Relaxed);
+    if !(FIRST_CLIENT_PORT..=LAST_CLIENT_PORT).contains(&port) {
+        return Err(LabError::Failed(format!(
+            "the lab has used all of its client ports ({FIRST_CLIENT_PORT}-{LAST_CLIENT_PORT})"
+        )));
+    }
+    Ok(SocketAddr::V4(SocketAddrV4::new(CLIENT_IP, port)))
 }
 
 impl Drop for DrLab {
