@@ -17,6 +17,8 @@
 #define RVS_MAX_DEST		65536	/* real servers over all services: ids 0..RVS_MAX_DEST-1 */
 #define RVS_SCHED_SLOTS		1048576	/* rvs_sched slots shared by all services' tables */
 #define RVS_CONN_DEFAULT	1048576	/* default max_entries of rvs_conn */
+#define RVS_MAX_TX_PORTS	256	/* interfaces XDP_REDIRECT can reach (rvs_tx_ports) */
+#define RVS_TEST_FIB_MAX	64	/* routes a test can give rvs_fib_lookup (rvs_test_fib) */
 
 enum rvs_family {
 	RVS_AF_INET	= 1,
@@ -66,7 +68,11 @@ enum rvs_drop {
 	RVS_DROP_CONN_FULL	= 8,	/* connection table refused the insert */
 	RVS_DROP_FWD_UNSUPP	= 9,	/* forwarding method not implemented by this data plane */
 	RVS_DROP_FRAGMENT	= 10,	/* non-first IPv4 fragment to a virtual service (no L4 ports) */
-	RVS_DROP__MAX		= 11,
+	RVS_DROP_IPV6_SHORT	= 11,	/* IPv6 fixed header truncated */
+	RVS_DROP_IPV6_BAD	= 12,	/* version != 6, or payload length beyond the frame */
+	RVS_DROP_FWD_DISABLED	= 13,	/* NAT: the kernel's FIB says forwarding is off on the ingress
+					 * interface (sysctl net.ipv{4,6}.conf.IF.forwarding) */
+	RVS_DROP__MAX		= 14,
 };
 
 /* rvs_svc_val.flags */
@@ -78,6 +84,11 @@ enum rvs_drop {
 
 /* rvs_conn_val.flags */
 #define RVS_CONN_F_INPUT_ONLY	(1U << 0)	/* DR/TUN: the director sees only the client's half */
+#define RVS_CONN_F_REPLY	(1U << 1)	/* NAT reply entry: keyed by the real server's side (see
+						 * lib/conn.h), never a connection of its own */
+
+/* rvs_cfg.flags */
+#define RVS_CFG_F_NAT		(1U << 0)	/* some real server is NAT: look up replies */
 
 /* Key of rvs_svc: one virtual service. */
 struct rvs_svc_key {
@@ -155,6 +166,30 @@ struct rvs_stats {
 	__u64 outbytes;
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_stats, 40);
+
+/* The director's global switches (rvs_cfg[0]), written by the encoder like any configuration. */
+struct rvs_cfg {
+	__u32 flags;		/* RVS_CFG_F_* */
+	__u32 _pad;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_cfg, 8);
+
+/* Key of rvs_test_fib: the destination that lib/hooks.h's rvs_fib_lookup is asked about. */
+struct rvs_test_fib_key {
+	__be32 addr[4];		/* IPv4 in addr[0], rest zero; or IPv6 */
+	__u8 family;		/* enum rvs_family */
+	__u8 _pad[3];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_test_fib_key, 20);
+
+/* Value of rvs_test_fib: what bpf_fib_lookup would answer in tests (a route table as an input). */
+struct rvs_test_fib {
+	__u32 ret;		/* BPF_FIB_LKUP_RET_* */
+	__u32 ifindex;		/* egress interface (SUCCESS, NO_NEIGH) */
+	__u8 smac[6];		/* egress interface's MAC (SUCCESS) */
+	__u8 dmac[6];		/* next hop's MAC (SUCCESS) */
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_test_fib, 20);
 
 /* Inputs that the test loader pins (rvs_test_env[0]) when rvs_test_hooks is set; see lib/hooks.h. */
 struct rvs_test_env {

@@ -29,6 +29,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_dest SEC(".maps");
 
+/* Service id -> the service's key (virtual address, port, protocol, family): how a NAT reply, which
+ * carries the real server's address, finds the virtual address to put back (Cilium's reverse-NAT
+ * index, here the service id). Written with every rvs_svc update by the loader's apply; a slot of a
+ * deleted service keeps its old key, so readers check rvs_svc[key].id == id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_SVC);
+	__type(key, __u32);
+	__type(value, struct rvs_svc_key);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_svc_addr SEC(".maps");
+
 /* Scheduler tables: slot -> dest id; service i owns [sched_base, sched_base + sched_len). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -84,6 +96,35 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_drops SEC(".maps");
+
+/* Global switches, rvs_cfg[0] (struct rvs_cfg). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rvs_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_cfg SEC(".maps");
+
+/* Interfaces a NAT packet may be redirected to, by ifindex (value: the same ifindex). The data plane
+ * fills it when it attaches an interface. A hash devmap because ifindexes are sparse; a route through
+ * an interface missing here falls back to the kernel (bpf_redirect_map's XDP_PASS default). */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, RVS_MAX_TX_PORTS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_tx_ports SEC(".maps");
+
+/* Routes of lib/hooks.h's rvs_fib_lookup in tests; read only when rvs_test_hooks is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_TEST_FIB_MAX);
+	__type(key, struct rvs_test_fib_key);
+	__type(value, struct rvs_test_fib);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_test_fib SEC(".maps");
 
 /* Inputs of lib/hooks.h in tests; read only when rvs_test_hooks is set. */
 struct {

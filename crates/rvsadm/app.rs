@@ -6,7 +6,7 @@ use std::io::Read;
 
 use rvs_api::{ClientError, Request, Response, Snapshot};
 use rvs_core::Command;
-use rvs_core::ipvsadm::{CliError, Invocation, VERSION_LINE, parse_args, parse_rules_with_lines};
+use rvs_core::ipvsadm::{CliError, Invocation, ListWhat, VERSION_LINE, parse_args, parse_rules_with_lines};
 
 use crate::daemon::Daemon;
 use crate::format::{self, Names};
@@ -57,7 +57,7 @@ pub(crate) fn run(
         Invocation::Help => Outcome::out(help::usage(prog)),
         Invocation::Version => Outcome::out(format!("{VERSION_LINE}\n")),
         Invocation::Command(cmd) => apply(daemon, vec![cmd], &[]),
-        Invocation::List(opts) => match snapshot(daemon) {
+        Invocation::List(opts) => match snapshot(daemon, opts.what == ListWhat::Connections) {
             Ok(snap) => match format::list(&snap, &opts, names) {
                 Ok(text) => Outcome::out(text),
                 // ipvsadm's list_service: ipvs_strerror(ESRCH) and exit(1).
@@ -65,15 +65,20 @@ pub(crate) fn run(
             },
             Err(o) => o,
         },
-        Invocation::Save { numeric } => match snapshot(daemon) {
+        Invocation::Save { numeric } => match snapshot(daemon, false) {
             Ok(snap) => Outcome::out(format::save(&snap, numeric, names)),
             Err(o) => o,
         },
         Invocation::Restore => restore(stdin, daemon),
-        Invocation::Zero(_) => Outcome::err("-Z (zeroing counters) is not supported by rvsd yet", REFUSED),
-        Invocation::SetTimeouts(_) => Outcome::err(
-            "--set (connection timeouts) is not supported by rvsd yet",
-            REFUSED,
+        Invocation::Zero(sel) => request(daemon, &Request::Zero(sel), &[]),
+        Invocation::SetTimeouts(t) => request(
+            daemon,
+            &Request::SetTimeouts {
+                tcp: t.tcp,
+                tcpfin: t.tcpfin,
+                udp: t.udp,
+            },
+            &[],
         ),
     }
 }
@@ -115,7 +120,12 @@ fn restore(stdin: &mut dyn Read, daemon: &mut dyn Daemon) -> Outcome {
 
 /// Sends one batch. `lines` maps batch positions to input lines for `-R`'s messages (empty otherwise).
 fn apply(daemon: &mut dyn Daemon, cmds: Vec<Command>, lines: &[usize]) -> Outcome {
-    match daemon.call(&Request::Apply(cmds)) {
+    request(daemon, &Request::Apply(cmds), lines)
+}
+
+/// Sends a request that changes something; a refusal prints ipvsadm's text, exit 255.
+fn request(daemon: &mut dyn Daemon, req: &Request, lines: &[usize]) -> Outcome {
+    match daemon.call(req) {
         Ok(Response::Ok) => Outcome::default(),
         Ok(Response::Refused { index, error }) => match lines.get(index) {
             Some(n) => Outcome::err(format!("line {n}: {error}"), REFUSED),
@@ -126,8 +136,10 @@ fn apply(daemon: &mut dyn Daemon, cmds: Vec<Command>, lines: &[usize]) -> Outcom
     }
 }
 
-fn snapshot(daemon: &mut dyn Daemon) -> Result<Snapshot, Outcome> {
-    match daemon.call(&Request::List) {
+/// The table; with the connection entries if `conns` (`-c`).
+fn snapshot(daemon: &mut dyn Daemon, conns: bool) -> Result<Snapshot, Outcome> {
+    let req = if conns { Request::ListConns } else { Request::List };
+    match daemon.call(&req) {
         Ok(Response::Snapshot(s)) => Ok(s),
         Ok(other) => Err(unexpected(other)),
         Err(e) => Err(client_error(&e)),
@@ -170,7 +182,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::net::IpAddr;
 
-    use rvs_api::{DestSnap, ServiceSnap, StatsSnap};
+    use rvs_api::{DestSnap, RateSnap, ServiceSnap, StatsSnap};
     use rvs_core::{ApplyError, Protocol};
 
     use super::*;
@@ -335,12 +347,16 @@ mod tests {
             inactive: 0,
             persist: 0,
             stats: StatsSnap::default(),
+            rate: RateSnap::default(),
         };
         Snapshot {
             conn_tab_size: 4096,
+            timeouts: Default::default(),
+            conns: vec![],
             services: vec![ServiceSnap {
                 service: service.clone(),
                 stats: StatsSnap::default(),
+                rate: RateSnap::default(),
                 dests: vec![d],
             }],
         }
@@ -369,10 +385,62 @@ mod tests {
     }
 
     #[test]
-    fn zero_and_set_are_refused_for_now() {
-        let mut f = Fake::new(vec![]);
-        assert_eq!(go("rvsadm", "-Z", "", &mut f).code, 255);
-        assert_eq!(go("rvsadm", "--set 1 2 3", "", &mut f).code, 255);
-        assert!(f.asked.is_empty());
+    fn zero_and_set_go_to_the_daemon() {
+        let mut f = Fake::new(vec![
+            Ok(Response::Ok),
+            Ok(Response::Ok),
+            // errors.txt: `-Z -t 198.18.0.100:99` is `No such service`, exit 255.
+            Ok(Response::Refused {
+                index: 0,
+                error: ApplyError::NoSuchService,
+            }),
+            Ok(Response::Ok),
+        ]);
+        assert_eq!(go("rvsadm", "-Z", "", &mut f), Outcome::default());
+        assert_eq!(
+            go("rvsadm", "-Z -t 198.18.0.100:80", "", &mut f),
+            Outcome::default()
+        );
+        assert_eq!(
+            go("rvsadm", "-Z -t 198.18.0.100:99", "", &mut f),
+            Outcome::err("No such service", 255)
+        );
+        assert_eq!(go("rvsadm", "--set 0 20 10", "", &mut f), Outcome::default());
+        let vip = |port| rvs_core::ServiceKey {
+            proto: Protocol::Tcp,
+            addr: "198.18.0.100".parse().unwrap(),
+            port,
+        };
+        assert_eq!(
+            f.asked,
+            [
+                Request::Zero(None),
+                Request::Zero(Some(vip(80))),
+                Request::Zero(Some(vip(99))),
+                Request::SetTimeouts {
+                    tcp: 0,
+                    tcpfin: 20,
+                    udp: 10
+                },
+            ]
+        );
+        // A bad --set never reaches the daemon.
+        assert_eq!(
+            go("rvsadm", "--set 1 2", "", &mut f),
+            Outcome::err("--set option requires 3 timeout values", 2)
+        );
+        assert_eq!(f.asked.len(), 4);
+    }
+
+    #[test]
+    fn only_the_connection_listing_asks_for_connections() {
+        let mut f = Fake::new((0..4).map(|_| Ok(Response::Snapshot(one_service()))).collect());
+        for line in ["-Lnc", "-Ln", "-Ln --timeout", "-S -n"] {
+            assert_eq!(go("rvsadm", line, "", &mut f).code, 0, "{line}");
+        }
+        assert_eq!(
+            f.asked,
+            [Request::ListConns, Request::List, Request::List, Request::List]
+        );
     }
 }

@@ -135,6 +135,8 @@ mod tests {
     fn framing_is_one_json_line_each_way() {
         let snap = Snapshot {
             conn_tab_size: 4096,
+            timeouts: Default::default(),
+            conns: vec![],
             services: vec![],
         };
         let answers = vec![

@@ -3,27 +3,37 @@
 //!
 //! Invariant between requests: `table` is what the rules file says, and the maps hold
 //! `encoder.sync(table, neigh)`. A change is committed only when it is in the maps and on disk; otherwise
-//! both are put back.
+//! both are put back. The same holds for the timeouts and the `-Z` baselines and `runtime.json`.
+//!
+//! `-Z` keeps IPVS's own design: the counters in the maps are never written; the daemon remembers
+//! each service's and real server's counters at the time of `-Z` (a baseline, persisted so that a
+//! restart keeps it) and shows the difference. Clearing the per-CPU slots instead would race with the
+//! data plane's unlocked `+= 1` (an increment that read the old value before the clear writes it back
+//! after it), and would hand the rate estimator counters that go backwards.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use rvs_abi::{ConnKey, ConnVal, DestVal, MapOp, Stats, SvcKey, SvcVal};
-use rvs_api::{DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap};
-use rvs_core::Command;
+use rvs_abi::{Addr, ConnKey, ConnVal, DestVal, Family, MapOp, Stats, SvcKey, SvcVal};
+use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
+use rvs_core::ipvsadm::MAX_TIMEOUT;
+use rvs_core::{ApplyError, Command, DestKey, Protocol, ServiceKey};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::api::{self, Call};
-use crate::backend::{Dataplane, DataplaneConfig, Encoder, Table, now_ns, parse_rules_with_lines, save_restorable};
+use crate::backend::{
+    Dataplane, DataplaneConfig, Encoder, Table, now_ns, parse_rules_with_lines, save_restorable,
+};
 use crate::config::Config;
 use crate::conns;
+use crate::estimator::{self, Estimator};
 use crate::neigh::{self, NeighMap, Resolver};
-use crate::state::RulesFile;
+use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
 
 /// How often expired connections are deleted.
 const SWEEP: Duration = Duration::from_secs(2);
@@ -98,6 +108,48 @@ fn stats_snap(s: Stats) -> StatsSnap {
     }
 }
 
+/// Whose counters: a service (`None`) or one of its real servers.
+type StatsKey = (ServiceKey, Option<DestKey>);
+
+/// The counters `-L --stats` shows: `raw` minus the `-Z` baseline. A baseline above the counters
+/// (which only a reload of the maps behind the daemon's back can cause) is ignored.
+fn since_zero(raw: Stats, base: Option<&StatsSnap>) -> StatsSnap {
+    let raw = stats_snap(raw);
+    let Some(b) = base else { return raw };
+    let fields = |s: &StatsSnap| [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes];
+    if fields(&raw).iter().zip(fields(b)).any(|(r, b)| *r < b) {
+        return raw;
+    }
+    StatsSnap {
+        conns: raw.conns - b.conns,
+        inpkts: raw.inpkts - b.inpkts,
+        outpkts: raw.outpkts - b.outpkts,
+        inbytes: raw.inbytes - b.inbytes,
+        outbytes: raw.outbytes - b.outbytes,
+    }
+}
+
+/// An address of the maps as an `IpAddr`; `None` for an unknown family byte.
+fn ip_of(addr: &Addr, family: u8) -> Option<IpAddr> {
+    if family == Family::Inet as u8 {
+        Some(Ipv4Addr::from(addr[0].get()).into())
+    } else if family == Family::Inet6 as u8 {
+        let mut b = [0u8; 16];
+        for (chunk, w) in b.chunks_exact_mut(4).zip(addr) {
+            chunk.copy_from_slice(&w.get().to_be_bytes());
+        }
+        Some(Ipv6Addr::from(b).into())
+    } else {
+        None
+    }
+}
+
+fn proto_of(number: u8) -> Option<Protocol> {
+    [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .find(|p| p.number() == number)
+}
+
 /// Why a change did not happen.
 enum Refusal {
     /// The encoder refused the table (e.g. a data plane table is full): nothing was changed.
@@ -114,11 +166,21 @@ pub(crate) struct Daemon<P> {
     neigh: NeighMap,
     rules: RulesFile,
     conn_tab_size: u32,
+    /// Timeouts in force (`--set`) and the `-Z` baselines, as `runtime_file` holds them.
+    runtime: Runtime,
+    runtime_file: RuntimeFile,
+    /// `runtime.baselines` by whose counters they are, for lookups.
+    baselines: HashMap<StatsKey, Baseline>,
+    /// Rate estimators with the stats id they sample.
+    est: HashMap<StatsKey, (u32, Estimator)>,
 }
 
 impl<P: Plane> Daemon<P> {
     /// Brings the maps to `table`'s image. With an adopted data plane and an identical table (a restart),
     /// this writes nothing, so established connections are not disturbed.
+    ///
+    /// `runtime` is what `runtime.json` held; its baselines must be empty when the data plane was
+    /// loaded afresh (its counters started from zero).
     pub(crate) fn start(
         plane: P,
         encoder: Encoder,
@@ -126,7 +188,14 @@ impl<P: Plane> Daemon<P> {
         neigh: NeighMap,
         rules: RulesFile,
         conn_tab_size: u32,
+        runtime: Runtime,
     ) -> anyhow::Result<Self> {
+        let runtime_file = rules.runtime();
+        let baselines = runtime
+            .baselines
+            .iter()
+            .map(|b| ((b.service, b.dest), *b))
+            .collect();
         let mut d = Self {
             plane,
             table,
@@ -134,17 +203,98 @@ impl<P: Plane> Daemon<P> {
             neigh,
             rules,
             conn_tab_size,
+            runtime,
+            runtime_file,
+            baselines,
+            est: HashMap::new(),
         };
         let ops = d.sync_ops().context("cannot encode the restored rules")?;
         d.plane
             .apply(&ops)
             .context("cannot write the restored rules to the data plane")?;
+        d.prune_baselines();
+        d.tick_estimators();
         info!(
             services = d.table.services().len(),
             map_ops = ops.len(),
+            timeouts = ?d.runtime.timeouts,
             "rules in force"
         );
         Ok(d)
+    }
+
+    /// The stats ids of every service and real server of the table, with whose they are.
+    fn stats_ids(&self) -> Vec<(StatsKey, u32, bool)> {
+        let mut out = Vec::new();
+        for e in self.table.services() {
+            let key = e.service.key;
+            if let Some(id) = self.encoder.svc_id(&key) {
+                out.push(((key, None), id, false));
+            }
+            for d in &e.dests {
+                if let Some(id) = self.encoder.dest_id(&key, &d.key) {
+                    out.push(((key, Some(d.key)), id, true));
+                }
+            }
+        }
+        out
+    }
+
+    fn raw_stats(&self, id: u32, is_dest: bool) -> anyhow::Result<Stats> {
+        if is_dest {
+            self.plane.dest_stats(id)
+        } else {
+            self.plane.svc_stats(id)
+        }
+    }
+
+    /// Drops the baselines of services and real servers that are gone or were re-created with another
+    /// stats slot (whose counters the encoder cleared), and saves the result if anything changed.
+    fn prune_baselines(&mut self) {
+        let live: HashMap<StatsKey, u32> = self.stats_ids().into_iter().map(|(k, id, _)| (k, id)).collect();
+        let before = self.baselines.len();
+        self.baselines.retain(|k, b| live.get(k) == Some(&b.id));
+        if self.baselines.len() != before {
+            let mut next = self.runtime.clone();
+            next.baselines = self.baselines_vec();
+            // In memory the stale baselines are gone either way; a failed save only means a restart
+            // would bring them back, and then the id check drops them again unless the slot is reused.
+            match self.runtime_file.write(&next) {
+                Ok(()) => self.runtime = next,
+                Err(e) => warn!("cannot save the pruned counter baselines: {e:#}"),
+            }
+        }
+    }
+
+    /// The baselines in a stable order, for the file.
+    fn baselines_vec(&self) -> Vec<Baseline> {
+        let mut v: Vec<Baseline> = self.baselines.values().copied().collect();
+        v.sort_by_key(|b| (b.service, b.dest));
+        v
+    }
+
+    /// One tick of every rate estimator (every [`estimator::PERIOD`]). Services and real servers
+    /// that appeared since the last tick get a new estimator; those that left lose theirs.
+    pub(crate) fn tick_estimators(&mut self) {
+        let mut next = HashMap::with_capacity(self.est.len());
+        for (key, id, is_dest) in self.stats_ids() {
+            let raw = match self.raw_stats(id, is_dest) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    warn!("rate estimator: cannot read the counters of stats slot {id}: {e:#}");
+                    continue;
+                }
+            };
+            let e = match self.est.remove(&key) {
+                Some((old_id, mut e)) if old_id == id => {
+                    e.tick(raw);
+                    e
+                }
+                _ => Estimator::new(raw),
+            };
+            next.insert(key, (id, e));
+        }
+        self.est = next;
     }
 
     fn sync_ops(&mut self) -> Result<Vec<MapOp>, rvs_core::ApplyError> {
@@ -161,11 +311,94 @@ impl<P: Plane> Daemon<P> {
     pub(crate) fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::Apply(cmds) => self.apply(&cmds),
-            Request::List => match self.snapshot(now_ns()) {
+            Request::List | Request::ListConns => match self.snapshot(now_ns(), req == Request::ListConns) {
                 Ok(s) => Response::Snapshot(s),
                 Err(e) => Response::Failed(format!("{e:#}")),
             },
+            Request::Zero(sel) => self.zero(sel.as_ref()),
+            Request::SetTimeouts { tcp, tcpfin, udp } => self.set_timeouts(tcp, tcpfin, udp),
         }
+    }
+
+    /// `-Z`: the current counters of the service and its real servers (of everything without a
+    /// selector) become their zero points, and their rates restart from 0 (K:ip_vs_ctl.c
+    /// `ip_vs_zero_stats`).
+    pub(crate) fn zero(&mut self, sel: Option<&ServiceKey>) -> Response {
+        if let Some(k) = sel
+            && self.table.get(k).is_none()
+        {
+            return Response::Refused {
+                index: 0,
+                error: ApplyError::NoSuchService,
+            };
+        }
+        let mut taken = Vec::new();
+        for (key, id, is_dest) in self.stats_ids() {
+            if sel.is_some_and(|s| *s != key.0) {
+                continue;
+            }
+            match self.raw_stats(id, is_dest) {
+                Ok(raw) => taken.push((key, id, raw)),
+                Err(e) => return Response::Failed(format!("cannot read the counters: {e:#}")),
+            }
+        }
+        let mut baselines = self.baselines.clone();
+        for (key, id, raw) in &taken {
+            let b = Baseline {
+                service: key.0,
+                dest: key.1,
+                id: *id,
+                stats: stats_snap(*raw),
+            };
+            baselines.insert(*key, b);
+        }
+        let old = std::mem::replace(&mut self.baselines, baselines);
+        let mut next = self.runtime.clone();
+        next.baselines = self.baselines_vec();
+        if let Err(e) = self.runtime_file.write(&next) {
+            self.baselines = old;
+            let msg = format!("cannot save the counter baselines, nothing zeroed: {e:#}");
+            error!("{msg}");
+            return Response::Failed(msg);
+        }
+        self.runtime = next;
+        for (key, id, raw) in taken {
+            match self.est.get_mut(&key) {
+                Some((eid, e)) if *eid == id => e.zero(raw),
+                _ => {
+                    self.est.insert(key, (id, Estimator::new(raw)));
+                }
+            }
+        }
+        debug!(zeroed = ?sel, "counters zeroed");
+        Response::Ok
+    }
+
+    /// `--set tcp tcpfin udp`: 0 leaves a timeout as it is (K:ip_vs_ctl.c `ip_vs_set_timeout`). The
+    /// new values apply at once, to existing connections too (see [`conns`]).
+    pub(crate) fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) -> Response {
+        // ipvsadm never sends more (it refuses the line); the kernel's answer to more is EINVAL.
+        if [tcp, tcpfin, udp].iter().any(|t| *t > MAX_TIMEOUT) {
+            return Response::Refused {
+                index: 0,
+                error: ApplyError::Invalid,
+            };
+        }
+        let mut next = self.runtime.clone();
+        let t = &mut next.timeouts;
+        for (slot, v) in [(&mut t.tcp, tcp), (&mut t.tcpfin, tcpfin), (&mut t.udp, udp)] {
+            if v != 0 {
+                *slot = v;
+            }
+        }
+        if let Err(e) = self.runtime_file.write(&next) {
+            let msg = format!("cannot save the timeouts, nothing changed: {e:#}");
+            error!("{msg}");
+            return Response::Failed(msg);
+        }
+        info!(timeouts = ?next.timeouts, "timeouts set");
+        self.runtime = next;
+        Response::Ok
     }
 
     /// Applies a batch, all or nothing: to a copy of the table first (a refusal names the command), then
@@ -178,6 +411,7 @@ impl<P: Plane> Daemon<P> {
         match self.commit(next) {
             Ok(()) => {
                 debug!(commands = cmds.len(), "applied");
+                self.prune_baselines();
                 Response::Ok
             }
             // The batch as a whole does not fit: blame its last command, as the kernel would refuse the
@@ -252,14 +486,32 @@ impl<P: Plane> Daemon<P> {
         }
     }
 
-    /// The table with counters; ActiveConn/InActConn counted from the connection table at `now_ns`.
-    pub(crate) fn snapshot(&self, now_ns: u64) -> anyhow::Result<Snapshot> {
+    /// The table with counters since `-Z`, rates and timeouts; ActiveConn/InActConn counted from the
+    /// connection table at `now_ns`, and the connection entries themselves if `with_conns`.
+    pub(crate) fn snapshot(&self, now_ns: u64, with_conns: bool) -> anyhow::Result<Snapshot> {
+        let t = self.runtime.timeouts;
         let conns = self.plane.conns().context("cannot read the connection table")?;
-        let counts = conns::count(&conns, now_ns);
+        let counts = conns::count(&conns, now_ns, &t);
+        let rate = |k: &StatsKey, id: Option<u32>| {
+            self.est
+                .get(k)
+                .filter(|(eid, _)| Some(*eid) == id)
+                .map(|(_, e)| e.read())
+                .unwrap_or_default()
+        };
+        let base = |k: &StatsKey, id: Option<u32>| {
+            self.baselines
+                .get(k)
+                .filter(|b| Some(b.id) == id)
+                .map(|b| &b.stats)
+        };
+        // For the connection list: (svc id, dest id) -> real server.
+        let mut dest_of: HashMap<(u32, u32), DestKey> = HashMap::new();
         let mut services = Vec::with_capacity(self.table.services().len());
         for e in self.table.services() {
             let key = &e.service.key;
             let sid = self.encoder.svc_id(key);
+            let skey = (*key, None);
             let stats = sid
                 .map(|id| self.plane.svc_stats(id))
                 .transpose()?
@@ -267,10 +519,14 @@ impl<P: Plane> Daemon<P> {
             let mut dests = Vec::with_capacity(e.dests.len());
             for d in &e.dests {
                 let did = self.encoder.dest_id(key, &d.key);
+                let dkey = (*key, Some(d.key));
                 let stats = did
                     .map(|id| self.plane.dest_stats(id))
                     .transpose()?
                     .unwrap_or_default();
+                if let Some(ids) = sid.zip(did) {
+                    dest_of.insert(ids, d.key);
+                }
                 let c = sid
                     .zip(did)
                     .and_then(|ids| counts.get(&ids).copied())
@@ -280,18 +536,27 @@ impl<P: Plane> Daemon<P> {
                     active: c.active,
                     inactive: c.inactive,
                     persist: 0,
-                    stats: stats_snap(stats),
+                    stats: since_zero(stats, base(&dkey, did)),
+                    rate: rate(&dkey, did),
                 });
             }
             services.push(ServiceSnap {
                 service: e.service.clone(),
-                stats: stats_snap(stats),
+                stats: since_zero(stats, base(&skey, sid)),
+                rate: rate(&skey, sid),
                 dests,
             });
         }
+        let conns = if with_conns {
+            conn_entries(&conns, &dest_of, now_ns, &t)
+        } else {
+            Vec::new()
+        };
         Ok(Snapshot {
             conn_tab_size: self.conn_tab_size,
             services,
+            timeouts: t,
+            conns,
         })
     }
 
@@ -299,7 +564,7 @@ impl<P: Plane> Daemon<P> {
     pub(crate) fn sweep(&mut self, now_ns: u64) -> anyhow::Result<usize> {
         let conns = self.plane.conns().context("cannot read the connection table")?;
         let mut n = 0;
-        for k in conns::expired(&conns, now_ns) {
+        for k in conns::expired(&conns, now_ns, &self.runtime.timeouts) {
             // The LRU may have evicted it meanwhile; that is not an error worth more than a debug line.
             match self.plane.delete_conn(&k) {
                 Ok(()) => n += 1,
@@ -310,6 +575,32 @@ impl<P: Plane> Daemon<P> {
     }
 }
 
+/// The live connection entries as `-Lc` lists them, in table order. Entries whose real server is no
+/// longer in the table (the data plane reschedules them at their next packet) are left out, as they are
+/// from ActiveConn/InActConn.
+fn conn_entries(
+    conns: &[(ConnKey, ConnVal)],
+    dest_of: &HashMap<(u32, u32), DestKey>,
+    now_ns: u64,
+    t: &Timeouts,
+) -> Vec<ConnSnap> {
+    conns
+        .iter()
+        .filter_map(|(k, v)| {
+            let dest = dest_of.get(&(v.svc_id, v.dest_id))?;
+            let expire = conns::remaining_s(k, v, now_ns, t)?;
+            Some(ConnSnap {
+                proto: proto_of(k.proto)?,
+                caddr: SocketAddr::new(ip_of(&k.saddr, k.family)?, k.sport.get()),
+                vaddr: SocketAddr::new(ip_of(&k.daddr, k.family)?, k.dport.get()),
+                daddr: SocketAddr::new(dest.addr, dest.port),
+                state: conns::state_name(k, v).to_owned(),
+                expire,
+            })
+        })
+        .collect()
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -317,6 +608,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         "no interface to attach to: give -i IFACE or `interfaces` in the configuration file"
     );
     let rules = RulesFile::open(&cfg.state_dir)?;
+    let mut runtime = rules.runtime().read()?;
     // Before touching the data plane: a bad rules file stops the start with nothing changed.
     let table = match rules.read()? {
         Some(text) => restore(&text, &rules.path())?,
@@ -341,6 +633,11 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         dp.attach(ifname)
             .with_context(|| format!("cannot attach to {ifname}"))?;
     }
+    if !adopted && !runtime.baselines.is_empty() {
+        // Fresh maps count from zero: the old zero points mean nothing any more.
+        info!("new data plane: dropping the saved -Z baselines");
+        runtime.baselines.clear();
+    }
     let (encoder, seed) = if adopted {
         let svcs = Plane::services(&dp)?;
         let dests = Plane::dests(&dp)?;
@@ -363,7 +660,15 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         warn!("initial neighbour resolution failed: {e:#}");
     }
     let conn_tab_size = dp.conn_max();
-    let mut daemon = Daemon::start(dp, encoder, table, resolver.cache().clone(), rules, conn_tab_size)?;
+    let mut daemon = Daemon::start(
+        dp,
+        encoder,
+        table,
+        resolver.cache().clone(),
+        rules,
+        conn_tab_size,
+        runtime,
+    )?;
 
     let (calls_tx, mut calls_rx) = mpsc::channel::<Call>(64);
     let (targets_tx, targets_rx) = watch::channel(initial_targets);
@@ -377,6 +682,10 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The kernel re-arms its estimator timer 2 s after each run: a late tick delays the next one.
+    let mut est =
+        tokio::time::interval_at(tokio::time::Instant::now() + estimator::PERIOD, estimator::PERIOD);
+    est.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(socket = %cfg.socket.display(), "serving");
 
     loop {
@@ -392,6 +701,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
                 targets_tx.send_if_modified(|t| if *t != now { *t = now; true } else { false });
             }
             Some(map) = neigh_rx.recv() => daemon.set_neighbors(map),
+            _ = est.tick() => daemon.tick_estimators(),
             _ = sweep.tick() => match daemon.sweep(now_ns()) {
                 Ok(0) => {}
                 Ok(n) => debug!(expired = n, "swept the connection table"),
@@ -428,6 +738,9 @@ mod tests {
         conns: Vec<(ConnKey, ConnVal)>,
         ops: usize,
         fail_at: Option<usize>,
+        /// Counters by stats id; ids not in here read as a formula of the id.
+        svc_st: HashMap<u32, Stats>,
+        dest_st: HashMap<u32, Stats>,
     }
 
     impl FakePlane {
@@ -480,18 +793,18 @@ mod tests {
             Ok(self.dests.iter().map(|(k, v)| (*k, *v)).collect())
         }
         fn svc_stats(&self, id: u32) -> anyhow::Result<Stats> {
-            Ok(Stats {
+            Ok(self.svc_st.get(&id).copied().unwrap_or(Stats {
                 conns: 100 + u64::from(id),
                 inpkts: 1,
                 ..Default::default()
-            })
+            }))
         }
         fn dest_stats(&self, id: u32) -> anyhow::Result<Stats> {
-            Ok(Stats {
+            Ok(self.dest_st.get(&id).copied().unwrap_or(Stats {
                 conns: 1000 + u64::from(id),
                 inbytes: 2,
                 ..Default::default()
-            })
+            }))
         }
         fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
             Ok(self.conns.clone())
@@ -541,6 +854,7 @@ mod tests {
             all_resolved(),
             rules,
             4096,
+            Runtime::default(),
         )
         .unwrap()
     }
@@ -641,7 +955,7 @@ mod tests {
         let seed = crate::neigh::seed(&dests);
         assert_eq!(seed, all_resolved());
         let ops_before = plane.ops;
-        let d = Daemon::start(plane, encoder, table, seed, rules, 4096).unwrap();
+        let d = Daemon::start(plane, encoder, table, seed, rules, 4096, Runtime::default()).unwrap();
         assert_eq!(
             d.plane.ops, ops_before,
             "adoption with an identical table must emit no op"
@@ -660,6 +974,7 @@ mod tests {
             NeighMap::new(),
             rules,
             64,
+            Runtime::default(),
         )
         .unwrap();
         assert_eq!(d.apply(&cmds(RULES)), Response::Ok);
@@ -707,7 +1022,7 @@ mod tests {
             conn(4, 6, TcpState::Close, sid, d12, now - 11), // expired
             conn(5, 6, TcpState::Established, sid + 1, d12, now - 1), // another service's id
         ];
-        let s = d.snapshot(now * 1_000_000_000).unwrap();
+        let s = d.snapshot(now * 1_000_000_000, false).unwrap();
         assert_eq!(s.conn_tab_size, 4096);
         assert_eq!(s.services.len(), 1);
         let svc = &s.services[0];
@@ -750,5 +1065,269 @@ mod tests {
             "/var/lib/rvs/rules:1: Scheduler or persistence engine not found"
         );
         assert_eq!(restore("", p).unwrap(), Table::new());
+    }
+
+    const VIP2: &str = "198.18.0.100:443";
+    const SEC: u64 = 1_000_000_000;
+
+    fn svc_key(vip: &str) -> rvs_core::ServiceKey {
+        let sa: SocketAddr = vip.parse().unwrap();
+        rvs_core::ServiceKey {
+            proto: Protocol::Tcp,
+            addr: sa.ip(),
+            port: sa.port(),
+        }
+    }
+
+    fn dkey(last: u8, port: u16) -> DestKey {
+        DestKey {
+            addr: IpAddr::from([198, 18, 0, last]),
+            port,
+        }
+    }
+
+    fn st(v: u64) -> Stats {
+        Stats {
+            conns: v,
+            inpkts: 10 * v,
+            outpkts: 0,
+            inbytes: 1000 * v,
+            outbytes: 0,
+        }
+    }
+
+    /// Two services: VIP (real servers .11 and .12) and VIP2 (.13); every counter set to `v`-based
+    /// values. Returns the stats ids (svc VIP, dest .11, dest .12, svc VIP2, dest .13).
+    fn two_services(d: &mut Daemon<FakePlane>, v: u64) -> [u32; 5] {
+        if d.table.get(&svc_key(VIP2)).is_none() {
+            let more = format!("{RULES}-A -t {VIP2} -s rr\n-a -t {VIP2} -r 198.18.0.13:443 -g -w 1\n");
+            assert_eq!(d.apply(&cmds(&more)), Response::Ok);
+        }
+        let (k1, k2) = (svc_key(VIP), svc_key(VIP2));
+        let e = &d.encoder;
+        let ids = [
+            e.svc_id(&k1).unwrap(),
+            e.dest_id(&k1, &dkey(11, 80)).unwrap(),
+            e.dest_id(&k1, &dkey(12, 80)).unwrap(),
+            e.svc_id(&k2).unwrap(),
+            e.dest_id(&k2, &dkey(13, 443)).unwrap(),
+        ];
+        set_counters(d, ids, v);
+        ids
+    }
+
+    fn set_counters(d: &mut Daemon<FakePlane>, ids: [u32; 5], v: u64) {
+        for (i, id) in ids.into_iter().enumerate() {
+            let m = if i == 0 || i == 3 {
+                &mut d.plane.svc_st
+            } else {
+                &mut d.plane.dest_st
+            };
+            m.insert(id, st(v));
+        }
+    }
+
+    /// (service conns, [dest conns in snapshot order]) of the service at `vip`.
+    fn conns_of(s: &Snapshot, vip: &str) -> (u64, Vec<u64>) {
+        let svc = s.services.iter().find(|x| x.service.key == svc_key(vip)).unwrap();
+        (svc.stats.conns, svc.dests.iter().map(|d| d.stats.conns).collect())
+    }
+
+    #[test]
+    fn zero_one_service_then_all_survives_a_restart_and_is_pruned_with_the_service() {
+        let dir = state_dir("zero");
+        let mut d = fresh(&dir);
+        let ids = two_services(&mut d, 5);
+        assert_eq!(
+            d.zero(Some(&svc_key("198.18.0.100:99"))),
+            Response::Refused {
+                index: 0,
+                error: ApplyError::NoSuchService
+            }
+        );
+        assert_eq!(d.handle(Request::Zero(Some(svc_key(VIP)))), Response::Ok);
+        let s = d.snapshot(0, false).unwrap();
+        assert_eq!(conns_of(&s, VIP), (0, vec![0, 0]));
+        assert_eq!(conns_of(&s, VIP2), (5, vec![5]), "another service is not zeroed");
+        set_counters(&mut d, ids, 8);
+        let s = d.snapshot(0, false).unwrap();
+        assert_eq!(conns_of(&s, VIP), (3, vec![3, 3]));
+        assert_eq!(s.services[0].stats.inbytes, 3000);
+        assert_eq!(d.handle(Request::Zero(None)), Response::Ok);
+        let s = d.snapshot(0, false).unwrap();
+        assert_eq!(conns_of(&s, VIP), (0, vec![0, 0]));
+        assert_eq!(conns_of(&s, VIP2), (0, vec![0]));
+        assert_eq!(d.rules.runtime().read().unwrap().baselines.len(), 5);
+
+        // A restart over the adopted maps keeps the zero points.
+        let plane = std::mem::take(&mut d.plane);
+        let (table, encoder) = (d.table.clone(), d.encoder.clone());
+        drop(d);
+        let rules = RulesFile::open(&dir).unwrap();
+        let rt = rules.runtime().read().unwrap();
+        let mut d = Daemon::start(plane, encoder, table, all_resolved(), rules, 4096, rt).unwrap();
+        set_counters(&mut d, ids, 9);
+        assert_eq!(conns_of(&d.snapshot(0, false).unwrap(), VIP2), (1, vec![1]));
+
+        // Deleting a real server, then its service, drops their baselines (a new one starts from the
+        // encoder's cleared counters).
+        assert_eq!(
+            d.apply(&cmds(&format!("-d -t {VIP2} -r 198.18.0.13:443\n"))),
+            Response::Ok
+        );
+        assert_eq!(d.rules.runtime().read().unwrap().baselines.len(), 4);
+        assert_eq!(d.apply(&cmds(&format!("-D -t {VIP2}\n"))), Response::Ok);
+        let saved = d.rules.runtime().read().unwrap().baselines;
+        assert_eq!(saved.len(), 3);
+        assert!(saved.iter().all(|b| b.service == svc_key(VIP)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn counters_below_the_baseline_show_raw() {
+        let b = StatsSnap {
+            conns: 5,
+            ..Default::default()
+        };
+        assert_eq!(since_zero(st(7), Some(&b)).conns, 2);
+        assert_eq!(since_zero(st(3), Some(&b)), stats_snap(st(3)));
+        assert_eq!(since_zero(st(3), None), stats_snap(st(3)));
+    }
+
+    #[test]
+    fn set_timeouts_keeps_zeros_persists_and_drives_expiry() {
+        let dir = state_dir("timeouts");
+        let mut d = fresh(&dir);
+        assert_eq!(d.snapshot(0, false).unwrap().timeouts, Timeouts::default());
+        let set = |tcp, tcpfin, udp| Request::SetTimeouts { tcp, tcpfin, udp };
+        assert_eq!(d.handle(set(3600, 60, 120)), Response::Ok);
+        assert_eq!(d.handle(set(0, 0, 0)), Response::Ok);
+        let t = |tcp, tcpfin, udp| Timeouts { tcp, tcpfin, udp };
+        assert_eq!(d.snapshot(0, false).unwrap().timeouts, t(3600, 60, 120));
+        assert_eq!(d.handle(set(0, 0, 45)), Response::Ok);
+        assert_eq!(d.snapshot(0, false).unwrap().timeouts, t(3600, 60, 45));
+        assert_eq!(
+            d.handle(set(MAX_TIMEOUT + 1, 0, 0)),
+            Response::Refused {
+                index: 0,
+                error: ApplyError::Invalid
+            }
+        );
+        assert_eq!(d.handle(set(30, 20, 10)), Response::Ok);
+        assert_eq!(d.rules.runtime().read().unwrap().timeouts, t(30, 20, 10));
+
+        assert_eq!(d.apply(&cmds(RULES)), Response::Ok);
+        let key = svc_key(VIP);
+        let sid = d.encoder.svc_id(&key).unwrap();
+        let d11 = d.encoder.dest_id(&key, &dkey(11, 80)).unwrap();
+        let now = 1000;
+        d.plane.conns = vec![
+            conn(1, 6, TcpState::Established, sid, d11, now - 29), // live with tcp=30
+            conn(2, 6, TcpState::Established, sid, d11, now - 30), // expired with tcp=30
+            conn(3, 6, TcpState::FinWait, sid, d11, now - 20),     // expired with tcpfin=20
+        ];
+        let s = d.snapshot(now * SEC, false).unwrap();
+        let rs11 = s.services[0]
+            .dests
+            .iter()
+            .find(|x| x.dest.key == dkey(11, 80))
+            .unwrap();
+        assert_eq!((rs11.active, rs11.inactive), (1, 0));
+        assert_eq!(d.sweep(now * SEC).unwrap(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rates_tick_every_period_and_zero_clears_them() {
+        let dir = state_dir("rates");
+        let mut d = fresh(&dir);
+        let ids = two_services(&mut d, 0);
+        d.tick_estimators(); // the new services get their estimators
+        let mut want = Estimator::new(st(0));
+        for v in 1..=60 {
+            set_counters(&mut d, ids, 100 * v);
+            d.tick_estimators();
+            want.tick(st(100 * v));
+        }
+        let s = d.snapshot(0, false).unwrap();
+        assert_eq!(s.services[0].rate, want.read());
+        assert_eq!(s.services[0].rate.cps, 50, "100 connections per 2 s");
+        assert_eq!(s.services[0].rate.inbps, 50_000);
+        assert!(
+            s.services
+                .iter()
+                .flat_map(|x| &x.dests)
+                .all(|x| x.rate == want.read())
+        );
+        assert_eq!(d.zero(Some(&svc_key(VIP))), Response::Ok);
+        let s = d.snapshot(0, false).unwrap();
+        let vip = s.services.iter().find(|x| x.service.key == svc_key(VIP)).unwrap();
+        assert_eq!(vip.rate, rvs_api::RateSnap::default());
+        assert!(vip.dests.iter().all(|x| x.rate == rvs_api::RateSnap::default()));
+        let vip2 = s
+            .services
+            .iter()
+            .find(|x| x.service.key == svc_key(VIP2))
+            .unwrap();
+        assert_eq!(vip2.rate, want.read());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn list_conns_names_states_and_expiry_and_list_leaves_them_out() {
+        let dir = state_dir("conns");
+        let mut d = fresh(&dir);
+        assert_eq!(
+            d.handle(Request::SetTimeouts {
+                tcp: 30,
+                tcpfin: 20,
+                udp: 10
+            }),
+            Response::Ok
+        );
+        assert_eq!(d.apply(&cmds(RULES)), Response::Ok);
+        let key = svc_key(VIP);
+        let sid = d.encoder.svc_id(&key).unwrap();
+        let d12 = d.encoder.dest_id(&key, &dkey(12, 80)).unwrap();
+        let now = 1000;
+        d.plane.conns = vec![
+            conn(40100, 6, TcpState::TimeWait, sid, d12, now - 9),
+            conn(40101, 6, TcpState::Established, sid, d12, now - 3),
+            conn(40102, 6, TcpState::Established, sid, d12, now - 30), // expired
+            conn(40103, 6, TcpState::Established, sid, d12 + 7, now),  // its real server is gone
+        ];
+        assert!(d.snapshot(now * SEC, false).unwrap().conns.is_empty());
+        // handle() reads the real clock (these entries are long expired by it); the entries' ages are
+        // what the explicit call below checks.
+        assert!(matches!(d.handle(Request::ListConns), Response::Snapshot(_)));
+        let s = d.snapshot(now * SEC + SEC / 2, true).unwrap();
+        let rows: Vec<(String, u16, &str, u32)> = s
+            .conns
+            .iter()
+            .map(|c| (c.daddr.to_string(), c.caddr.port(), c.state.as_str(), c.expire))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("198.18.0.12:80".to_owned(), 40100, "TIME_WAIT", 110),
+                ("198.18.0.12:80".to_owned(), 40101, "ESTABLISHED", 26),
+            ]
+        );
+        let c = &s.conns[0];
+        assert_eq!(c.proto, Protocol::Tcp);
+        assert_eq!(c.caddr, "198.18.0.1:40100".parse().unwrap());
+        assert_eq!(c.vaddr, "198.18.0.100:80".parse().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ipv6_connection_addresses() {
+        let mut k = conn(1, 6, TcpState::Established, 0, 0, 0).0;
+        k.family = Family::Inet6 as u8;
+        k.saddr = rvs_abi::addr_v6("2001:db8::2".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(ip_of(&k.saddr, k.family), Some("2001:db8::2".parse().unwrap()));
+        assert_eq!(ip_of(&k.saddr, 9), None);
+        assert_eq!(proto_of(17), Some(Protocol::Udp));
+        assert_eq!(proto_of(1), None);
     }
 }

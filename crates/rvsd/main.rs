@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod conns;
 mod daemon;
+mod estimator;
 mod neigh;
 mod state;
 

@@ -14,6 +14,10 @@ pub const MAX_DEST: u32 = 65536;
 pub const SCHED_SLOTS: u32 = 1 << 20;
 /// Default `max_entries` of `rvs_conn`. Mirrors `RVS_CONN_DEFAULT`.
 pub const CONN_DEFAULT: u32 = 1 << 20;
+/// Interfaces XDP_REDIRECT can reach (`rvs_tx_ports`). Mirrors `RVS_MAX_TX_PORTS`.
+pub const MAX_TX_PORTS: u32 = 256;
+/// Routes a test can give `rvs_fib_lookup` (`rvs_test_fib`). Mirrors `RVS_TEST_FIB_MAX`.
+pub const TEST_FIB_MAX: u32 = 64;
 
 /// Map names, as in `bpf/include/rvs_maps.h` (at most 15 bytes: the kernel keeps 15).
 pub mod map {
@@ -35,6 +39,14 @@ pub mod map {
     pub const DROPS: &str = "rvs_drops";
     /// Test inputs (`TestEnv`), read only when `rvs_test_hooks` is set.
     pub const TEST_ENV: &str = "rvs_test_env";
+    /// Service id -> `SvcKey`, written with every `SvcSet` (how a NAT reply finds its virtual address).
+    pub const SVC_ADDR: &str = "rvs_svc_addr";
+    /// Global switches: array of one `Cfg`.
+    pub const CFG: &str = "rvs_cfg";
+    /// Devmap (hash) of the interfaces XDP_REDIRECT may use, ifindex -> ifindex; filled on attach.
+    pub const TX_PORTS: &str = "rvs_tx_ports";
+    /// Test routes (`TestFibKey` -> `TestFib`), read only when `rvs_test_hooks` is set.
+    pub const TEST_FIB: &str = "rvs_test_fib";
 }
 
 /// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
@@ -252,14 +264,20 @@ pub enum DropReason {
     FwdUnsupp = 9,
     /// Non-first IPv4 fragment to a virtual service.
     Fragment = 10,
+    /// IPv6 fixed header truncated.
+    Ipv6Short = 11,
+    /// Version not 6, or payload length beyond the frame.
+    Ipv6Bad = 12,
+    /// NAT: the kernel's FIB says forwarding is disabled on the ingress interface.
+    FwdDisabled = 13,
 }
 
 /// Number of drop counter slots. Mirrors `RVS_DROP__MAX`.
-pub const DROP_MAX: u32 = 11;
+pub const DROP_MAX: u32 = 14;
 
 impl DropReason {
     /// Every reason, in value order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::EthShort,
         DropReason::Ipv4Short,
         DropReason::Ipv4Bad,
@@ -270,6 +288,9 @@ impl DropReason {
         DropReason::ConnFull,
         DropReason::FwdUnsupp,
         DropReason::Fragment,
+        DropReason::Ipv6Short,
+        DropReason::Ipv6Bad,
+        DropReason::FwdDisabled,
     ];
     /// The name operators see (`rvsadm --stats`, logs): the C enumerator without `RVS_DROP_`, lower case.
     pub const fn name(self) -> &'static str {
@@ -284,6 +305,9 @@ impl DropReason {
             DropReason::ConnFull => "conn_full",
             DropReason::FwdUnsupp => "fwd_unsupp",
             DropReason::Fragment => "fragment",
+            DropReason::Ipv6Short => "ipv6_short",
+            DropReason::Ipv6Bad => "ipv6_bad",
+            DropReason::FwdDisabled => "fwd_disabled",
         }
     }
 }
@@ -296,6 +320,37 @@ pub const DEST_F_VALID: u32 = 1 << 0;
 pub const DEST_F_NEIGH: u32 = 1 << 1;
 /// `ConnVal::flags`: the director sees only the client's half. Mirrors `RVS_CONN_F_INPUT_ONLY`.
 pub const CONN_F_INPUT_ONLY: u8 = 1 << 0;
+/// `ConnVal::flags`: a NAT reply entry, keyed by the real server's side of a connection (bpf/lib/conn.h);
+/// not a connection of its own. Mirrors `RVS_CONN_F_REPLY`.
+pub const CONN_F_REPLY: u8 = 1 << 1;
+/// `Cfg::flags`: some real server is NAT, so packets to no service are looked up as replies. Mirrors
+/// `RVS_CFG_F_NAT`.
+pub const CFG_F_NAT: u32 = 1 << 0;
+
+/// Return values of the kernel's `bpf_fib_lookup` (`BPF_FIB_LKUP_RET_*`, include/uapi/linux/bpf.h), as
+/// `TestFib::ret` holds them.
+pub mod fib_ret {
+    /// Lookup successful: egress interface and both MACs known.
+    pub const SUCCESS: u32 = 0;
+    /// Destination is blackholed.
+    pub const BLACKHOLE: u32 = 1;
+    /// Destination is unreachable.
+    pub const UNREACHABLE: u32 = 2;
+    /// Destination not allowed.
+    pub const PROHIBIT: u32 = 3;
+    /// Packet is not forwarded (no route, or a local destination).
+    pub const NOT_FWDED: u32 = 4;
+    /// Forwarding is not enabled on the ingress interface.
+    pub const FWD_DISABLED: u32 = 5;
+    /// Forwarding requires encapsulation.
+    pub const UNSUPP_LWT: u32 = 6;
+    /// No neighbour entry for the next hop (egress interface known).
+    pub const NO_NEIGH: u32 = 7;
+    /// Fragmentation required to forward.
+    pub const FRAG_NEEDED: u32 = 8;
+    /// Failed to derive a source address.
+    pub const NO_SRC_ADDR: u32 = 9;
+}
 
 /// Key of `rvs_svc`. Mirrors `struct rvs_svc_key`.
 #[repr(C)]
@@ -437,6 +492,79 @@ impl Stats {
     }
 }
 
+/// The director's global switches, `rvs_cfg[0]`. Mirrors `struct rvs_cfg`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Cfg {
+    /// `CFG_F_*`.
+    pub flags: u32,
+    /// Explicit padding, zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Cfg>() == 8);
+
+/// Key of `rvs_test_fib`: a destination. Mirrors `struct rvs_test_fib_key`.
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
+pub struct TestFibKey {
+    /// Destination address.
+    pub addr: Addr,
+    /// `Family` as u8.
+    pub family: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<TestFibKey>() == 20);
+
+impl TestFibKey {
+    /// The key of an IPv4 destination.
+    pub fn v4(a: [u8; 4]) -> Self {
+        TestFibKey {
+            addr: addr_v4(a),
+            family: Family::Inet as u8,
+            _pad: [0; 3],
+        }
+    }
+    /// The key of an IPv6 destination.
+    pub fn v6(a: [u8; 16]) -> Self {
+        TestFibKey {
+            addr: addr_v6(a),
+            family: Family::Inet6 as u8,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Value of `rvs_test_fib`: what `bpf_fib_lookup` answers for a destination in tests. Mirrors
+/// `struct rvs_test_fib`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct TestFib {
+    /// A [`fib_ret`] value.
+    pub ret: u32,
+    /// Egress interface (with `SUCCESS` and `NO_NEIGH`).
+    pub ifindex: u32,
+    /// The egress interface's MAC (with `SUCCESS`).
+    pub smac: [u8; 6],
+    /// The next hop's MAC (with `SUCCESS`).
+    pub dmac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<TestFib>() == 20);
+
 /// Test inputs. Mirrors `struct rvs_test_env`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -497,6 +625,11 @@ pub enum MapOp {
         /// Dest id.
         id: u32,
     },
+    /// Write the global switches (`rvs_cfg[0]`).
+    CfgSet {
+        /// New value.
+        val: Cfg,
+    },
 }
 
 #[cfg(feature = "aya")]
@@ -520,4 +653,10 @@ mod pod {
     unsafe impl aya::Pod for Stats {}
     // SAFETY: see above.
     unsafe impl aya::Pod for TestEnv {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for Cfg {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for TestFibKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for TestFib {}
 }

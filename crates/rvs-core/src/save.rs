@@ -366,11 +366,13 @@ mod tests {
         t.apply(&Command::AddService(svc(k, "wrr"))).unwrap();
         // Added out of address order: the list (scheduling) order is newest first, unlike `save`'s sort.
         for (a, w) in [("198.18.1.12", 2), ("198.18.1.11", 3), ("198.18.1.13", 1)] {
-            t.apply(&Command::AddDest(k, dest(a, 80, FwdMethod::Route, w))).unwrap();
+            t.apply(&Command::AddDest(k, dest(a, 80, FwdMethod::Route, w)))
+                .unwrap();
         }
         let text = save_restorable(&t);
         let mut back = Table::new();
-        back.apply_all(&crate::ipvsadm::parse_rules(&text).unwrap()).unwrap();
+        back.apply_all(&crate::ipvsadm::parse_rules(&text).unwrap())
+            .unwrap();
         assert_eq!(back.services(), t.services(), "{text}");
         assert_ne!(save(&t), text, "the sorted form would not rebuild this order");
     }

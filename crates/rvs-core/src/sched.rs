@@ -287,8 +287,8 @@ mod tests {
 }
 
 pub mod dh;
+#[cfg(test)]
+mod golden;
 pub mod hash;
 pub mod mh;
 pub mod sh;
-#[cfg(test)]
-mod golden;

@@ -123,20 +123,17 @@ const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
 /// Mounts a BPF file system on `at`.
 fn mount_bpffs(at: &Path) -> Result<(), crate::DataplaneError> {
-    let c = CString::new(at.as_os_str().as_bytes())
-        .map_err(|e| crate::DataplaneError::io("mount bpffs", at, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let c = CString::new(at.as_os_str().as_bytes()).map_err(|e| {
+        crate::DataplaneError::io("mount bpffs", at, io::Error::new(io::ErrorKind::InvalidInput, e))
+    })?;
     // SAFETY: every pointer is a valid NUL-terminated string; bpffs takes no data.
-    let ret = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            c.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let ret = unsafe { libc::mount(c"bpf".as_ptr(), c.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if ret != 0 {
-        return Err(crate::DataplaneError::io("mount bpffs", at, io::Error::last_os_error()));
+        return Err(crate::DataplaneError::io(
+            "mount bpffs",
+            at,
+            io::Error::last_os_error(),
+        ));
     }
     tracing::info!(path = %at.display(), "mounted a BPF file system");
     Ok(())

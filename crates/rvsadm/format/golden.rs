@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use rvs_api::{DestSnap, ServiceSnap, Snapshot, StatsSnap};
+use rvs_api::{ConnSnap, DestSnap, RateSnap, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::{Invocation, parse_args};
 use rvs_core::{Command, Protocol, ServiceKey};
 
@@ -18,6 +18,9 @@ const LISTING: &str = include_str!("../testdata/ipvs-golden/listing-formats.txt"
 const SAVE_RESTORE: &str = include_str!("../testdata/ipvs-golden/save-restore.txt");
 const NAT_RR: &str = include_str!("../testdata/ipvs-golden/nat-rr.txt");
 const DR_WRR: &str = include_str!("../testdata/ipvs-golden/dr-wrr.txt");
+const NAT_WRR: &str = include_str!("../testdata/ipvs-golden/nat-wrr.txt");
+const SET_TIMEOUTS: &str = include_str!("../testdata/ipvs-golden/set-timeouts.txt");
+const PERSISTENCE: &str = include_str!("../testdata/ipvs-golden/persistence.txt");
 
 /// One `$ CMD` record of a golden file.
 #[derive(Debug)]
@@ -90,6 +93,8 @@ fn golden_args(cmd: &str) -> Vec<&str> {
 fn table_from(file: &str, title: &str) -> Snapshot {
     let mut snap = Snapshot {
         conn_tab_size: 4096,
+        timeouts: Default::default(),
+        conns: vec![],
         services: vec![],
     };
     for run in runs(file, title) {
@@ -100,6 +105,7 @@ fn table_from(file: &str, title: &str) -> Snapshot {
             Command::AddService(service) => snap.services.push(ServiceSnap {
                 service,
                 stats: StatsSnap::default(),
+                rate: RateSnap::default(),
                 dests: vec![],
             }),
             Command::AddDest(key, dest) => {
@@ -113,6 +119,7 @@ fn table_from(file: &str, title: &str) -> Snapshot {
                     inactive: 0,
                     persist: 0,
                     stats: StatsSnap::default(),
+                    rate: RateSnap::default(),
                 };
                 svc.dests.insert(0, d);
             }
@@ -233,6 +240,8 @@ fn check(file: &str, title: &str, snap: &Snapshot, cmd: &str) {
 fn empty_table() {
     let snap = Snapshot {
         conn_tab_size: 4096,
+        timeouts: Default::default(),
+        conns: vec![],
         services: vec![],
     };
     for cmd in [
@@ -470,6 +479,8 @@ fn listing_formats_names() {
 fn listing_formats_flush() {
     let snap = Snapshot {
         conn_tab_size: 4096,
+        timeouts: Default::default(),
+        conns: vec![],
         services: vec![],
     };
     let section = runs(LISTING, "delete and flush");
@@ -506,6 +517,8 @@ fn save_restore_round_trip() {
     let text = save(&snap, true, &LabNames::new());
     let mut again = Snapshot {
         conn_tab_size: 4096,
+        timeouts: Default::default(),
+        conns: vec![],
         services: vec![],
     };
     for c in rvs_core::ipvsadm::parse_rules(&text).unwrap() {
@@ -513,6 +526,7 @@ fn save_restore_round_trip() {
             Command::AddService(service) => again.services.push(ServiceSnap {
                 service,
                 stats: StatsSnap::default(),
+                rate: RateSnap::default(),
                 dests: vec![],
             }),
             Command::AddDest(k, dest) => again
@@ -527,6 +541,7 @@ fn save_restore_round_trip() {
                     inactive: 0,
                     persist: 0,
                     stats: StatsSnap::default(),
+                    rate: RateSnap::default(),
                 }),
             other => panic!("{other:?}"),
         }
@@ -554,6 +569,7 @@ fn errors_listings() {
             inactive: 0,
             persist: 0,
             stats: StatsSnap::default(),
+            rate: RateSnap::default(),
         },
     );
     check(
@@ -679,12 +695,15 @@ fn save_matches_rvs_core_save() {
     table.apply_all(&cmds).unwrap();
     let snap = Snapshot {
         conn_tab_size: 4096,
+        timeouts: Default::default(),
+        conns: vec![],
         services: table
             .services()
             .iter()
             .map(|e| ServiceSnap {
                 service: e.service.clone(),
                 stats: StatsSnap::default(),
+                rate: RateSnap::default(),
                 dests: e
                     .dests
                     .iter()
@@ -694,6 +713,7 @@ fn save_matches_rvs_core_save() {
                         inactive: 0,
                         persist: 0,
                         stats: StatsSnap::default(),
+                        rate: RateSnap::default(),
                     })
                     .collect(),
             })
@@ -704,4 +724,261 @@ fn save_matches_rvs_core_save() {
         &save(&snap, true, &LabNames::new()),
         &rvs_core::save::save(&table),
     );
+}
+
+// ---- rates, connection entries and timeouts: nat-wrr.txt, set-timeouts.txt, persistence.txt ----
+
+fn rate(v: [u64; 5]) -> RateSnap {
+    RateSnap {
+        cps: v[0],
+        inpps: v[1],
+        outpps: v[2],
+        inbps: v[3],
+        outbps: v[4],
+    }
+}
+
+/// Sets a service's rates, and for each `(real server, rates)` its own.
+fn rates(snap: &mut Snapshot, k: ServiceKey, svc: [u64; 5], dests: &[(&str, [u64; 5])]) {
+    let s = snap.services.iter_mut().find(|s| s.service.key == k).unwrap();
+    s.rate = rate(svc);
+    for (addr, r) in dests {
+        let addr: IpAddr = addr.parse().unwrap();
+        s.dests.iter_mut().find(|d| d.dest.key.addr == addr).unwrap().rate = rate(*r);
+    }
+}
+
+/// The connection entries of a recorded `ipvsadm -Lnc`, read back field by field (whitespace
+/// separated): rendering them again must give the very same bytes.
+fn conns_from(stdout: &str) -> Vec<ConnSnap> {
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"));
+    assert!(lines.next().unwrap().starts_with("pro expire state"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [proto, expire, state, c, v, d] = f[..] else {
+                panic!("{l}")
+            };
+            let (m, s) = expire.split_once(':').unwrap();
+            ConnSnap {
+                proto: match proto {
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
+                    other => panic!("{other}"),
+                },
+                caddr: c.parse().unwrap(),
+                vaddr: v.parse().unwrap(),
+                daddr: d.parse().unwrap(),
+                state: state.to_owned(),
+                expire: m.parse::<u32>().unwrap() * 60 + s.parse::<u32>().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn nat_wrr() -> Snapshot {
+    let mut snap = table_from(NAT_WRR, "setup (in netns director)");
+    let vip = key(Protocol::Tcp, "198.18.0.100", 80);
+    counters(
+        &mut snap,
+        vip,
+        [24, 139, 104, 8332, 8264],
+        &[
+            ("198.18.1.11", [12, 71, 49, 4244, 3976], 12),
+            ("198.18.1.12", [8, 46, 36, 2760, 2824], 8),
+            ("198.18.1.13", [4, 22, 19, 1328, 1464], 4),
+        ],
+    );
+    rates(
+        &mut snap,
+        vip,
+        [1, 7, 5, 439, 436],
+        &[
+            ("198.18.1.11", [1, 4, 3, 224, 210]),
+            ("198.18.1.12", [0, 2, 2, 146, 149]),
+            ("198.18.1.13", [0, 1, 1, 70, 77]),
+        ],
+    );
+    snap
+}
+
+#[test]
+fn nat_wrr_listings_rates_and_connections() {
+    let title = "listings after the connections above";
+    let mut snap = nat_wrr();
+    snap.conns = conns_from(&stdout_of(NAT_WRR, title, "ipvsadm -Lnc"));
+    assert_eq!(snap.conns.len(), 24);
+    for cmd in [
+        "ipvsadm -Ln",
+        "ipvsadm -Ln --stats",
+        "ipvsadm -Ln --stats --exact",
+        "ipvsadm -Ln --rate",
+        "ipvsadm -Ln --thresholds",
+        "ipvsadm -Ln --persistent-conn",
+        "ipvsadm -Lnc",
+        "ipvsadm -Ln --timeout",
+        "ipvsadm -S -n",
+    ] {
+        check(NAT_WRR, title, &snap, cmd);
+    }
+}
+
+#[test]
+fn rates_of_large_values_scale_on_services_but_not_on_real_servers_pps() {
+    let mut snap = nat_wrr();
+    let vip = key(Protocol::Tcp, "198.18.0.100", 80);
+    let big = [123_456_789, 234_567_890, 5, 345_678_901, 7];
+    rates(&mut snap, vip, big, &[("198.18.1.11", big)]);
+    let got = render(&snap, "ipvsadm -Ln --rate", &LabNames::new());
+    let lines: Vec<&str> = got.lines().collect();
+    // print_largenum for the service's five; "%8u %8u %8u" then print_largenum for a real server.
+    assert_eq!(
+        lines[3],
+        "TCP  198.18.0.100:80               123456K  234567K        5  345678K        7"
+    );
+    assert_eq!(
+        lines[4],
+        "  -> 198.18.1.11:80               123456789 234567890        5  345678K        7"
+    );
+    let got = render(&snap, "ipvsadm -Ln --rate --exact", &LabNames::new());
+    assert!(
+        got.contains("TCP  198.18.0.100:80              123456789 234567890        5 345678901        7\n"),
+        "{got}"
+    );
+}
+
+#[test]
+fn connection_listings_of_every_golden_file() {
+    let mut checked = 0;
+    for file in [NAT_WRR, NAT_RR, DR_WRR, LISTING, SET_TIMEOUTS, PERSISTENCE] {
+        for run in runs(file, "").iter().filter(|r| r.cmd == "ipvsadm -Lnc") {
+            let snap = Snapshot {
+                conn_tab_size: 4096,
+                services: vec![],
+                timeouts: Timeouts::default(),
+                conns: conns_from(&run.stdout),
+            };
+            same(&run.cmd, &render(&snap, &run.cmd, &LabNames::new()), &run.stdout);
+            checked += 1;
+        }
+    }
+    // nat-wrr 1, nat-rr 1, dr-wrr 1, listing-formats 1, set-timeouts 3, persistence 4.
+    assert_eq!(checked, 11);
+}
+
+#[test]
+fn connection_listing_with_names() {
+    let numeric = stdout_of(LISTING, "numeric listings", "ipvsadm -Lnc");
+    let want = stdout_of(
+        LISTING,
+        "names (no -n): /etc/hosts and /etc/services",
+        "ipvsadm -Lc",
+    );
+    let mut conns = conns_from(&numeric);
+    // Recorded six seconds later.
+    for c in &mut conns {
+        c.expire -= 6;
+    }
+    let snap = Snapshot {
+        conn_tab_size: 4096,
+        services: vec![],
+        timeouts: Timeouts::default(),
+        conns,
+    };
+    same(
+        "ipvsadm -Lc",
+        &render(&snap, "ipvsadm -Lc", &LabNames::new()),
+        &want,
+    );
+    // With --persistent-conn only the title grows: rvs entries carry no persistence-engine data, and
+    // ipvsadm prints those columns only for entries that do.
+    let got = render(&snap, "ipvsadm -Lnc --persistent-conn", &LabNames::new());
+    let rows = numeric.replace("01:54", "01:48");
+    assert_eq!(
+        got.lines().skip(2).collect::<Vec<_>>(),
+        rows.lines().skip(2).collect::<Vec<_>>()
+    );
+    assert!(got.lines().nth(1).unwrap().ends_with("pe name          pe_data"));
+}
+
+#[test]
+fn expiry_minutes_pass_99() {
+    let mut conns = conns_from(&stdout_of(
+        NAT_WRR,
+        "listings after the connections above",
+        "ipvsadm -Lnc",
+    ));
+    conns.truncate(1);
+    conns[0].expire = 2_678_400; // --set's largest, 31 days
+    conns[0].state = "ESTABLISHED".into();
+    let snap = Snapshot {
+        conn_tab_size: 4096,
+        services: vec![],
+        timeouts: Timeouts::default(),
+        conns,
+    };
+    let got = render(&snap, "ipvsadm -Lnc", &LabNames::new());
+    assert_eq!(
+        got.lines().nth(2).unwrap(),
+        "TCP 44640:00 ESTABLISHED 198.18.0.2:40116   198.18.0.100:80    198.18.1.12:80"
+    );
+}
+
+/// set-timeouts.txt: every `--timeout` listing after the `--set` lines before it, with `0` leaving a
+/// value as it is (what rvsd does with `Request::SetTimeouts`).
+#[test]
+fn set_timeouts_sequence() {
+    let mut t = Timeouts::default();
+    let mut checked = 0;
+    for run in runs(SET_TIMEOUTS, "")
+        .iter()
+        .filter(|r| r.cmd.starts_with("ipvsadm"))
+    {
+        match parse_args(&golden_args(&run.cmd)) {
+            Ok(Invocation::SetTimeouts(set)) => {
+                for (slot, v) in [
+                    (&mut t.tcp, set.tcp),
+                    (&mut t.tcpfin, set.tcpfin),
+                    (&mut t.udp, set.udp),
+                ] {
+                    if v != 0 {
+                        *slot = v;
+                    }
+                }
+            }
+            Ok(Invocation::List(_)) if run.cmd == "ipvsadm -Ln --timeout" => {
+                let snap = Snapshot {
+                    conn_tab_size: 4096,
+                    services: vec![],
+                    timeouts: t,
+                    conns: vec![],
+                };
+                same(&run.cmd, &render(&snap, &run.cmd, &LabNames::new()), &run.stdout);
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(checked, 6);
+    assert_eq!(t, Timeouts::default(), "the file ends back at the defaults");
+}
+
+#[test]
+fn persistence_rates() {
+    let mut snap = table_from(
+        PERSISTENCE,
+        "part 1: -p 60, three clients (198.18.0.2 makes 24 connections)",
+    );
+    rates(
+        &mut snap,
+        key(Protocol::Tcp, "198.18.0.100", 80),
+        [1, 8, 6, 491, 456],
+        &[
+            ("198.18.1.11", [0, 1, 1, 85, 78]),
+            ("198.18.1.12", [0, 1, 1, 64, 58]),
+            ("198.18.1.13", [1, 6, 4, 342, 320]),
+        ],
+    );
+    check(PERSISTENCE, "listings", &snap, "ipvsadm -Ln --rate");
 }

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rvs_api::{ServiceSnap, Snapshot, StatsSnap};
+use rvs_api::{ConnSnap, RateSnap, ServiceSnap, Snapshot, StatsSnap};
 use rvs_core::FwdMethod;
-use rvs_core::ipvsadm::{DEFAULT_TIMEOUTS, ListFormat, ListOpts, ListWhat};
+use rvs_core::ipvsadm::{ListFormat, ListOpts, ListWhat};
 
 use super::{Names, addrport, cut, sorted_dests, sorted_services};
 
@@ -14,10 +14,8 @@ use super::{Names, addrport, cut, sorted_dests, sorted_services};
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct NoSuchService;
 
-/// The whole `-L` output for `opts`.
-///
-/// rvs has no connection listing, rate estimator, settable timeouts or sync daemons yet: `-c` prints
-/// the headers alone, rates are 0, `--timeout` shows IPVS's defaults and `--daemon` prints nothing.
+/// The whole `-L` output for `opts`. `-c` lists `snap.conns` (which rvsd fills only when asked with
+/// `Request::ListConns`). rvs has no sync daemons: `--daemon` prints nothing.
 pub(crate) fn list(snap: &Snapshot, opts: &ListOpts, names: &dyn Names) -> Result<String, NoSuchService> {
     let mut out = String::new();
     match &opts.what {
@@ -51,9 +49,12 @@ pub(crate) fn list(snap: &Snapshot, opts: &ListOpts, names: &dyn Names) -> Resul
             } else {
                 "pro expire state       source             virtual            destination\n"
             });
+            for c in &snap.conns {
+                conn_entry(&mut out, c, opts, names);
+            }
         }
         ListWhat::Timeout => {
-            let t = DEFAULT_TIMEOUTS;
+            let t = snap.timeouts;
             let _ = writeln!(out, "Timeout (tcp tcpfin udp): {} {} {}", t.tcp, t.tcpfin, t.udp);
         }
         ListWhat::Daemon => {}
@@ -114,9 +115,9 @@ fn service_entry(out: &mut String, svc: &ServiceSnap, opts: &ListOpts, names: &d
         }
         ListFormat::Rate => {
             let _ = write!(out, "{svc_name:<33}");
-            // No rate estimator yet: every rate is 0.
-            for _ in 0..5 {
-                largenum(out, 0, opts.exact);
+            let r = &svc.rate;
+            for v in [r.cps, r.inpps, r.outpps, r.inbps, r.outbps] {
+                largenum(out, v, opts.exact);
             }
         }
         _ => {
@@ -157,9 +158,17 @@ fn service_entry(out: &mut String, svc: &ServiceSnap, opts: &ListOpts, names: &d
                 writeln!(out)
             }
             ListFormat::Rate => {
-                let _ = write!(out, "  -> {dname:<28} {:>8} {:>8} {:>8}", 0, 0, 0);
-                largenum(out, 0, opts.exact);
-                largenum(out, 0, opts.exact);
+                // ipvsadm prints a real server's cps and pps with "%8u", never scaled.
+                let RateSnap {
+                    cps,
+                    inpps,
+                    outpps,
+                    inbps,
+                    outbps,
+                } = d.rate;
+                let _ = write!(out, "  -> {dname:<28} {cps:>8} {inpps:>8} {outpps:>8}");
+                largenum(out, inbps, opts.exact);
+                largenum(out, outbps, opts.exact);
                 writeln!(out)
             }
             ListFormat::Thresholds => writeln!(
@@ -194,6 +203,23 @@ fn service_entry(out: &mut String, svc: &ServiceSnap, opts: &ListOpts, names: &d
             }
         };
     }
+}
+
+/// One row of `-c` (ipvsadm's `print_conn`): `"%-3s %-6s %-11s %-18s %-18s %s"`, the expiry as
+/// `%02d:%02d` minutes and seconds (minutes may pass 99). The longer `--persistent-conn` row is only
+/// printed for entries with persistence-engine data, which rvs never has.
+fn conn_entry(out: &mut String, c: &ConnSnap, opts: &ListOpts, names: &dyn Names) {
+    let name = |a: std::net::SocketAddr| addrport(a.ip(), a.port(), c.proto, opts.numeric, names);
+    let expire = format!("{:02}:{:02}", c.expire / 60, c.expire % 60);
+    let _ = writeln!(
+        out,
+        "{:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
+        c.proto.name(),
+        c.state,
+        name(c.caddr),
+        name(c.vaddr),
+        name(c.daddr)
+    );
 }
 
 fn stats_columns(out: &mut String, s: &StatsSnap, exact: bool) {
@@ -249,6 +275,8 @@ mod tests {
     fn snap(rules: &str) -> Snapshot {
         let mut snap = Snapshot {
             conn_tab_size: 4096,
+            timeouts: Default::default(),
+            conns: vec![],
             services: vec![],
         };
         for c in parse_rules(rules).unwrap() {
@@ -256,6 +284,7 @@ mod tests {
                 Command::AddService(service) => snap.services.push(ServiceSnap {
                     service,
                     stats: StatsSnap::default(),
+                    rate: RateSnap::default(),
                     dests: vec![],
                 }),
                 Command::AddDest(k, dest) => snap
@@ -272,6 +301,7 @@ mod tests {
                             inactive: 0,
                             persist: 0,
                             stats: StatsSnap::default(),
+                            rate: RateSnap::default(),
                         },
                     ),
                 other => panic!("{other:?}"),

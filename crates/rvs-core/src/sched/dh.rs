@@ -66,10 +66,16 @@ mod tests {
     #[test]
     fn index_is_hash_32_of_the_folded_destination() {
         let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
-        assert_eq!(u32::from(dh_index(a)), 0xC612_0064u32.wrapping_mul(0x61C8_8647) >> 24);
+        assert_eq!(
+            u32::from(dh_index(a)),
+            0xC612_0064u32.wrapping_mul(0x61C8_8647) >> 24
+        );
         let b: Ipv6Addr = "2001:db8::64".parse().unwrap();
         let fold = 0x2001_0db8u32 ^ 0x64;
-        assert_eq!(u32::from(dh_index(IpAddr::V6(b))), fold.wrapping_mul(0x61C8_8647) >> 24);
+        assert_eq!(
+            u32::from(dh_index(IpAddr::V6(b))),
+            fold.wrapping_mul(0x61C8_8647) >> 24
+        );
     }
 
     #[test]

@@ -198,7 +198,11 @@ mod tests {
             #[allow(deprecated, reason = "the only SipHash-2-4 in std, used as an oracle")]
             let mut h = std::hash::SipHasher::new_with_keys(k0, k1);
             h.write(&data);
-            assert_eq!(siphash_cd(&data, &HsiphashKey([k0, k1]), 2, 4), h.finish(), "len {len}");
+            assert_eq!(
+                siphash_cd(&data, &HsiphashKey([k0, k1]), 2, 4),
+                h.finish(),
+                "len {len}"
+            );
         }
     }
 

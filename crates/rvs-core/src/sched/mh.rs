@@ -54,7 +54,11 @@ pub enum MhError {
 /// (`__ip_vs_update_dest`): an add always sets it, an edit only to a non-zero weight, so quiescing a
 /// dest (weight 0) leaves the `mh` table as it was.
 pub fn last_weight_after(add: bool, old_last_weight: u32, weight: u32) -> u32 {
-    if add || weight != 0 { weight } else { old_last_weight }
+    if add || weight != 0 {
+        weight
+    } else {
+        old_last_weight
+    }
 }
 
 /// The table size for `CONFIG_IP_VS_MH_TAB_INDEX = tab_index`.
@@ -77,6 +81,9 @@ pub fn mh_hashkey(af: Af, addr: IpAddr, port: u16, key: &HsiphashKey, offset: u3
 
 /// A dest's permutation (`ip_vs_mh_permutate`): `(offset, skip)` with `offset < size` and
 /// `1 <= skip < size`; the dest prefers slots `offset, offset + skip, offset + 2 skip, ...` (mod size).
+///
+/// # Panics
+/// If `size < 2` (table sizes come from [`mh_tab_size`]).
 pub fn mh_offset_skip(af: Af, addr: IpAddr, port: u16, size: usize) -> (usize, usize) {
     let offset = mh_hashkey(af, addr, port, &MH_HASH1, 0) as usize % size;
     let skip = mh_hashkey(af, addr, port, &MH_HASH2, 0) as usize % (size - 1) + 1;
@@ -188,6 +195,9 @@ pub fn mh_table_with_index(af: Af, dests: &[MhDest], tab_index: u32) -> Result<V
 
 /// The slot a new connection from `saddr:sport` hashes to in a table of `size` slots (the source port
 /// counts only `with_port`, i.e. `mh-port`).
+///
+/// # Panics
+/// If `size` is 0.
 pub fn mh_index(saddr: IpAddr, sport: u16, with_port: bool, size: usize) -> usize {
     let port = if with_port { sport } else { 0 };
     mh_hashkey(Af::of(saddr), saddr, port, &MH_HASH1, 0) as usize % size
@@ -330,7 +340,10 @@ mod tests {
         assert_eq!(mh_tab_size(7), Err(MhError::BadTabIndex(7)));
         assert_eq!(mh_tab_size(18), Err(MhError::BadTabIndex(18)));
         for p in MH_PRIMES {
-            assert!((2..p).take_while(|d| d * d <= p).all(|d| p % d != 0), "{p} is prime");
+            assert!(
+                (2..p).take_while(|d| d * d <= p).all(|d| p % d != 0),
+                "{p} is prime"
+            );
         }
     }
 
@@ -369,9 +382,17 @@ mod tests {
             .collect();
         assert_eq!(
             mh_table_with_index(Af::Inet, &many, 8),
-            Err(MhError::TooManyDests { dests: 252, size: 251 })
+            Err(MhError::TooManyDests {
+                dests: 252,
+                size: 251
+            })
         );
-        assert!(mh_table_with_index(Af::Inet, &many[..251], 8).unwrap().iter().all(Option::is_some));
+        assert!(
+            mh_table_with_index(Af::Inet, &many[..251], 8)
+                .unwrap()
+                .iter()
+                .all(Option::is_some)
+        );
     }
 
     #[test]

@@ -207,7 +207,11 @@ mod tests {
         let usable = |d: usize| d != 1;
         let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 4));
         let i = sh_index(a, 0, false);
-        assert_eq!(table[usize::from(i)], Some(1), "198.18.0.4 hashes to rs2 in the golden file");
+        assert_eq!(
+            table[usize::from(i)],
+            Some(1),
+            "198.18.0.4 hashes to rs2 in the golden file"
+        );
         assert_eq!(sh_get(&table, i, usable), None);
         let f = sh_get_fallback(&table, i, usable).expect("fallback finds a dest");
         assert_ne!(f, 1);
