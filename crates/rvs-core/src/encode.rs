@@ -12,6 +12,14 @@
 //!   `DestStatsClear` before its `DestSet`, and both come before any table that names it.
 //! - A removed service goes with `SvcDel` first; its dests (and removed dests of a live service, after
 //!   the `SvcSet` that drops them from the table) are then freed with a zero `DestSet`.
+//! - `rvs_cfg`'s `CFG_F_NAT` (look up replies of NAT connections) is set by the first op of a sync that
+//!   adds the first NAT real server, before any table can name it, and cleared by the last op of the
+//!   sync that removes the last one, after every table stopped naming it.
+//!
+//! NAT real servers get no neighbour: the data plane asks the kernel's FIB for the next hop of every
+//! NAT packet (bpf/lib/fib.h), so their `DestVal` has no MACs, no ifindex and no `DEST_F_NEIGH`, and a
+//! neighbour change never rewrites it. `DEST_F_NEIGH` keeps one meaning: `dmac`, `smac` and `ifindex`
+//! hold a resolved next hop, which only the methods that read them (DR) need.
 
 mod alloc;
 #[cfg(test)]
@@ -21,8 +29,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
-    Be16, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS,
-    SVC_F_PERSISTENT, Sched, SvcKey, SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
+    Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp,
+    SCHED_SLOTS, SVC_F_PERSISTENT, Sched, SvcKey, SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
 };
 
 use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, Protocol, ServiceKey};
@@ -48,6 +56,8 @@ pub struct Encoder {
     svcs: HashMap<SvcKey, SvcImage>,
     /// Valid `rvs_dest` slots as last written.
     dests: HashMap<u32, DestVal>,
+    /// `rvs_cfg[0]` as last written.
+    cfg: Cfg,
     /// Services found by `adopt` that this encoder cannot own (duplicate or out-of-range id): the next
     /// sync deletes them before anything else.
     foreign: Vec<SvcKey>,
@@ -90,6 +100,7 @@ impl Encoder {
         Self {
             svcs: HashMap::new(),
             dests: HashMap::new(),
+            cfg: Cfg::default(),
             foreign: Vec::new(),
             svc_ids: IdAlloc::new(MAX_SVC),
             dest_ids: IdAlloc::new(MAX_DEST),
@@ -105,6 +116,10 @@ impl Encoder {
     /// the restored table lists the dests in another order (`-S` sorts them; the running order is kept).
     /// Entries this encoder cannot own (unknown protocol, duplicate ids, overlapping regions, dests of no
     /// service) are removed or rewritten by the next [`sync`](Self::sync).
+    ///
+    /// `rvs_cfg` is assumed to hold what an encoder derives from these dests (`CFG_F_NAT` when one is NAT):
+    /// the same encoder wrote both, and a data plane whose pins lack `rvs_cfg` is not adopted (it is
+    /// reloaded, and the daemon then syncs into fresh maps).
     pub fn adopt(svcs: &[(SvcKey, SvcVal)], dests: &[(u32, DestVal)]) -> Self {
         let mut enc = Self::new();
         let mut sorted: Vec<&(SvcKey, SvcVal)> = svcs.iter().collect();
@@ -163,6 +178,7 @@ impl Encoder {
                 sig.sort_unstable();
             }
         }
+        enc.cfg = cfg_of(enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8));
         enc
     }
 
@@ -202,6 +218,19 @@ impl Encoder {
         neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
     ) -> Result<Vec<MapOp>, ApplyError> {
         let mut ops = Vec::new();
+        // Replies are looked up before the first NAT real server can be scheduled, and until the last
+        // one is gone from every table.
+        let want = cfg_of(
+            table
+                .services()
+                .iter()
+                .any(|e| e.dests.iter().any(|d| d.fwd == FwdMethod::Masq)),
+        );
+        let nat_on = want.flags & CFG_F_NAT != 0 && self.cfg.flags & CFG_F_NAT == 0;
+        if nat_on {
+            ops.push(MapOp::CfgSet { val: want });
+            self.cfg = want;
+        }
         for key in std::mem::take(&mut self.foreign) {
             ops.push(MapOp::SvcDel { key });
         }
@@ -246,6 +275,10 @@ impl Encoder {
         orphans.sort_unstable();
         for id in orphans {
             self.free_dest(id, &mut ops);
+        }
+        if self.cfg != want {
+            ops.push(MapOp::CfgSet { val: want });
+            self.cfg = want;
         }
         Ok(ops)
     }
@@ -307,7 +340,13 @@ impl Encoder {
                     dest_id
                 }
             };
-            let val = dest_val(d, id, neigh(d.key.addr));
+            // NAT takes its next hop from the kernel's FIB per packet: no neighbour to ask for.
+            let n = if d.fwd == FwdMethod::Masq {
+                None
+            } else {
+                neigh(d.key.addr)
+            };
+            let val = dest_val(d, id, n);
             if self.dests.get(&dest_id) != Some(&val) {
                 ops.push(MapOp::DestSet { id: dest_id, val });
                 self.dests.insert(dest_id, val);
@@ -454,6 +493,14 @@ fn ip_addr(addr: &rvs_abi::Addr, family: u8) -> Option<IpAddr> {
         Some(IpAddr::V6(Ipv6Addr::from(bytes)))
     } else {
         None
+    }
+}
+
+/// `rvs_cfg[0]` with or without `CFG_F_NAT`.
+fn cfg_of(nat: bool) -> Cfg {
+    Cfg {
+        flags: if nat { CFG_F_NAT } else { 0 },
+        _pad: 0,
     }
 }
 

@@ -17,18 +17,9 @@ pub fn save(table: &Table) -> String {
     entries.sort_by(|a, b| cmp_services(&a.service, &b.service));
     let mut out = String::new();
     for entry in entries {
-        let svc = &entry.service;
-        let selector = format!(
-            "{} {}",
-            svc.key.proto.flag(),
-            SockAddrFmt(svc.key.addr, svc.key.port)
-        );
-        service_line(&mut out, &selector, svc);
         let mut dests: Vec<&Dest> = entry.dests.iter().collect();
         dests.sort_by(|a, b| cmp_addr_port(a.key.addr, a.key.port, b.key.addr, b.key.port));
-        for d in dests {
-            dest_line(&mut out, &selector, d);
-        }
+        entry_lines(&mut out, &entry.service, dests);
     }
     out
 }
@@ -40,18 +31,22 @@ pub fn save(table: &Table) -> String {
 pub fn save_restorable(table: &Table) -> String {
     let mut out = String::new();
     for entry in table.services() {
-        let svc = &entry.service;
-        let selector = format!(
-            "{} {}",
-            svc.key.proto.flag(),
-            SockAddrFmt(svc.key.addr, svc.key.port)
-        );
-        service_line(&mut out, &selector, svc);
-        for d in entry.dests.iter().rev() {
-            dest_line(&mut out, &selector, d);
-        }
+        entry_lines(&mut out, &entry.service, entry.dests.iter().rev());
     }
     out
+}
+
+/// One service's `-A` line and its real servers' `-a` lines, in the order given.
+fn entry_lines<'a>(out: &mut String, svc: &Service, dests: impl IntoIterator<Item = &'a Dest>) {
+    let selector = format!(
+        "{} {}",
+        svc.key.proto.flag(),
+        SockAddrFmt(svc.key.addr, svc.key.port)
+    );
+    service_line(out, &selector, svc);
+    for d in dests {
+        dest_line(out, &selector, d);
+    }
 }
 
 /// ipvsadm's `print_service_entry` with FMT_RULE.

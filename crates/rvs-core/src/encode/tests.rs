@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use rvs_abi::{
-    DEST_F_NEIGH, DEST_F_VALID, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS, SVC_F_PERSISTENT, SvcKey,
+    CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS, SVC_F_PERSISTENT, SvcKey,
     SvcState, SvcVal, addr_v4, addr_v6,
 };
 
@@ -24,6 +24,7 @@ struct Maps {
     svc_st: HashMap<u32, SvcState>,
     svc_stats_cleared: HashSet<u32>,
     dest_stats_cleared: HashSet<u32>,
+    cfg: Cfg,
 }
 
 impl Maps {
@@ -129,12 +130,29 @@ impl Maps {
             MapOp::DestStatsClear { id } => {
                 self.dest_stats_cleared.insert(id);
             }
+            MapOp::CfgSet { val } => {
+                assert_eq!(val._pad, 0);
+                self.cfg = val;
+            }
         }
+        // A NAT dest that a table names needs reply lookups on.
+        let nat_named = self.regions().any(|(_, b, l)| {
+            (b..b + l).any(|s| self.sched.get(&s).and_then(|id| self.dest.get(id)).is_some_and(|d| d.fwd == 1))
+        });
+        assert!(
+            !nat_named || self.cfg.flags & CFG_F_NAT != 0,
+            "{op:?}: a table names a NAT dest while CFG_F_NAT is clear"
+        );
     }
 
     /// The maps hold exactly `table`'s image, and the encoder's ids are the maps' ids.
     fn check_image(&self, table: &Table, enc: &Encoder, neigh: &dyn Fn(IpAddr) -> Option<Neighbor>) {
         assert_eq!(self.svc.len(), table.services().len(), "services");
+        let nat = table
+            .services()
+            .iter()
+            .any(|e| e.dests.iter().any(|d| d.fwd == FwdMethod::Masq));
+        assert_eq!(self.cfg.flags & CFG_F_NAT != 0, nat, "CFG_F_NAT");
         let ndests: usize = table.services().iter().map(|e| e.dests.len()).sum();
         assert_eq!(self.dest.len(), ndests, "valid dest slots");
         for entry in table.services() {
@@ -173,11 +191,12 @@ impl Maps {
                 let id = enc
                     .dest_id(&svc.key, &d.key)
                     .unwrap_or_else(|| panic!("{:?} has no id", d.key));
-                assert_eq!(
-                    self.dest.get(&id),
-                    Some(&expected_dest(d, val.id, neigh(d.key.addr))),
-                    "dest {id}"
-                );
+                let n = if d.fwd == FwdMethod::Masq {
+                    None
+                } else {
+                    neigh(d.key.addr)
+                };
+                assert_eq!(self.dest.get(&id), Some(&expected_dest(d, val.id, n)), "dest {id}");
             }
         }
     }

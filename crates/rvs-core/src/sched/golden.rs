@@ -38,6 +38,26 @@ impl Golden {
     }
 }
 
+/// Replays every run of `g`: `pick(list_index_usable, client, port, flags)` schedules one recorded
+/// connection, given the dests in IPVS list order; each pick must name the real server the kernel chose.
+pub(super) fn replay(
+    g: &Golden,
+    list: &[GoldenDest],
+    pick: impl Fn(IpAddr, u16, super::sh::HashFlags) -> Option<usize>,
+) {
+    assert!(!g.runs.is_empty());
+    for run in &g.runs {
+        let flags = super::sh::HashFlags::from_names(&run.sched_flags);
+        let got: Vec<&str> = run
+            .conns
+            .iter()
+            .map(|&(addr, port, _)| list[pick(addr, port, flags).expect("a dest")].name.as_str())
+            .collect();
+        let want: Vec<&str> = run.conns.iter().map(|c| c.2.as_str()).collect();
+        assert_eq!(got, want, "flags {:?}", run.sched_flags);
+    }
+}
+
 fn opt<'a>(words: &[&'a str], flag: &str) -> Option<&'a str> {
     let at = words.iter().position(|w| *w == flag)?;
     words.get(at + 1).copied()
