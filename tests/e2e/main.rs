@@ -2,9 +2,16 @@
 //! network namespaces on one L2 segment (see `rvs_testkit::lab`). They need root, and fail (never skip)
 //! without it. Each test builds its own namespaces with unique names, so they may run in parallel.
 
+mod conns;
 mod dr;
 mod listing;
+mod rate;
 mod realserver;
 mod restart;
 mod restore;
+mod rvsadm_out;
+mod symlink;
+mod timeouts;
 mod topo;
+mod weights;
+mod zero;

@@ -114,6 +114,14 @@ impl HttpConn {
         self.reader.get_ref().local_addr()
     }
 
+    /// Closes the connection with a RST instead of a FIN (SO_LINGER with a zero timeout, then close).
+    ///
+    /// # Errors
+    /// setsockopt failed (the connection is then closed normally).
+    pub fn abort(self) -> std::io::Result<()> {
+        socket2::SockRef::from(self.reader.get_ref()).set_linger(Some(Duration::ZERO))
+    }
+
     /// One request on this connection; returns the body without its newline.
     ///
     /// # Errors

@@ -23,12 +23,14 @@ use std::time::Duration;
 
 use crate::http::{self, HttpConn};
 use crate::netns::{IfStats, NetnsError, Topology};
-use crate::wait;
+use crate::{udp, wait};
 
 /// The virtual IP.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 /// The virtual service's port.
 pub const PORT: u16 = 80;
+/// The port of the UDP servers ([`DrLab::start_udp_servers`]) and of a UDP virtual service.
+pub const UDP_PORT: u16 = 53;
 /// The client's address.
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The director's own address.
@@ -66,6 +68,30 @@ pub fn real_name(i: usize) -> String {
 /// `VIP:PORT`.
 pub fn vip_addr() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(VIP, PORT))
+}
+
+/// `VIP:UDP_PORT`.
+pub fn vip_udp_addr() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(VIP, UDP_PORT))
+}
+
+/// The protocol of a virtual service, as rvsadm selects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// `-t`.
+    Tcp,
+    /// `-u`.
+    Udp,
+}
+
+impl Proto {
+    /// rvsadm's option for a service of this protocol.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Proto::Tcp => "-t",
+            Proto::Udp => "-u",
+        }
+    }
 }
 
 fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
@@ -133,6 +159,7 @@ pub struct DrLab {
     // Drop order matters: the processes go first (Drop below), then the programs, then the namespaces.
     rvsd: Option<Child>,
     servers: Vec<Child>,
+    udp_servers: Vec<Child>,
     pass: Vec<Keeper>,
     bins: Binaries,
     reals: usize,
@@ -156,6 +183,7 @@ impl DrLab {
         let mut lab = DrLab {
             rvsd: None,
             servers: Vec::new(),
+            udp_servers: Vec::new(),
             pass: Vec::new(),
             bins,
             reals,
@@ -275,6 +303,58 @@ impl DrLab {
             )?;
             if got != want {
                 return Err(LabError::Failed(format!("{addr} answered {got:?}, not {want:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a UDP server ([`udp::UDPD_PY`]) on `VIP:UDP_PORT` in every real server, answering with
+    /// the real server's name, and waits until each answers a datagram sent inside its own namespace.
+    ///
+    /// # Errors
+    /// They are already running, or one did not start or answer in time.
+    pub fn start_udp_servers(&mut self) -> Result<(), LabError> {
+        if !self.udp_servers.is_empty() {
+            return Err(LabError::Failed("the UDP servers are already running".into()));
+        }
+        for i in 1..=self.reals {
+            let name = real_name(i);
+            let log = self.log_file(&format!("{name}-udpd.log"))?;
+            let child = self.topo.spawn_in(
+                &name,
+                Command::new("python3")
+                    .args(["-c", udp::UDPD_PY, &name, &VIP.to_string(), &UDP_PORT.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().map_err(io("dup log"))?)
+                    .stderr(log),
+            )?;
+            self.udp_servers.push(child);
+        }
+        // The VIP is a local address of every real server, so a datagram from inside reaches that
+        // server's own socket without crossing the segment.
+        for i in 1..=self.reals {
+            let want = real_name(i);
+            let got = wait::until(
+                &format!("{want}'s UDP server at {}", vip_udp_addr()),
+                Duration::from_secs(20),
+                Duration::from_millis(100),
+                || {
+                    if let Some(c) = self.udp_servers.get_mut(i - 1)
+                        && let Some(status) = c.try_wait().map_err(io("wait for a UDP server"))?
+                    {
+                        let log = fs::read_to_string(self.run_dir.join(format!("{want}-udpd.log")))
+                            .unwrap_or_default();
+                        return Err(LabError::Failed(format!(
+                            "UDP server {want} exited ({status}):\n{log}"
+                        )));
+                    }
+                    self.topo
+                        .run_in(&want, || udp::ask(vip_udp_addr(), None))?
+                        .map_err(io(format!("ask {}", vip_udp_addr())))
+                },
+            )?;
+            if got != want {
+                return Err(LabError::Failed(format!("{want}'s UDP server answered {got:?}")));
             }
         }
         Ok(())
@@ -494,11 +574,26 @@ impl DrLab {
     /// # Errors
     /// rvsadm refused something.
     pub fn add_service(&self, sched: &str, weights: &[u32]) -> Result<(), LabError> {
-        let svc = vip_addr().to_string();
-        self.rvsadm_ok(&["-A", "-t", &svc, "-s", sched])?;
+        self.add_service_on(Proto::Tcp, PORT, sched, weights)
+    }
+
+    /// Adds the service `VIP:port` of protocol `proto` with scheduler `sched` and one DR real server
+    /// `real_ip(i):port` per weight, rs1 first.
+    ///
+    /// # Errors
+    /// rvsadm refused something.
+    pub fn add_service_on(
+        &self,
+        proto: Proto,
+        port: u16,
+        sched: &str,
+        weights: &[u32],
+    ) -> Result<(), LabError> {
+        let svc = SocketAddr::V4(SocketAddrV4::new(VIP, port)).to_string();
+        self.rvsadm_ok(&["-A", proto.flag(), &svc, "-s", sched])?;
         for (i, w) in weights.iter().enumerate() {
-            let rs = SocketAddr::V4(SocketAddrV4::new(real_ip(i + 1), PORT)).to_string();
-            self.rvsadm_ok(&["-a", "-t", &svc, "-r", &rs, "-g", "-w", &w.to_string()])?;
+            let rs = SocketAddr::V4(SocketAddrV4::new(real_ip(i + 1), port)).to_string();
+            self.rvsadm_ok(&["-a", proto.flag(), &svc, "-r", &rs, "-g", "-w", &w.to_string()])?;
         }
         Ok(())
     }
@@ -555,6 +650,21 @@ impl DrLab {
             .map_err(io(format!("connect to {} from {from}", vip_addr())))
     }
 
+    /// One datagram from the client to `VIP:UDP_PORT`, from a source port no earlier connection of this
+    /// lab used (sent again from the same port if lost, see [`udp::ask`]). Returns that source address and
+    /// the name that answered.
+    ///
+    /// # Errors
+    /// No answer.
+    pub fn udp_ask(&self) -> Result<(SocketAddr, String), LabError> {
+        let from = self.client_source()?;
+        let name = self
+            .topo
+            .run_in(CLIENT, || udp::ask(vip_udp_addr(), Some(from)))?
+            .map_err(io(format!("ask {} from {from}", vip_udp_addr())))?;
+        Ok((from, name))
+    }
+
     /// Counters of `eth0` in namespace `node` (short name).
     ///
     /// # Errors
@@ -585,7 +695,7 @@ impl Drop for DrLab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for mut c in self.servers.drain(..) {
+        for mut c in self.servers.drain(..).chain(self.udp_servers.drain(..)) {
             let _ = c.kill();
             let _ = c.wait();
         }

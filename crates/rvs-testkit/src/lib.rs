@@ -4,4 +4,5 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod packet;
+pub mod udp;
 pub mod wait;
