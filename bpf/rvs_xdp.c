@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* The director: an IPVS-style virtual server in XDP. For a packet to a virtual service it finds or
- * schedules the connection's real server and forwards the frame to it by direct routing; everything
- * else goes to the stack untouched (XDP_PASS), so the director stays reachable. rvs_xdp_process
- * lists the stages; each helper's comment says what its stage decides. rvs-model mirrors every
- * function (its xdp.rs mirrors this file). */
+/* The director: an IPVS-style virtual server in XDP, for IPv4 and IPv6. For a packet to a virtual
+ * service it finds or schedules the connection's real server and forwards the packet to it by the real
+ * server's method: direct routing (lib/dr.h), NAT (lib/nat.h) or IP-in-IP tunnel (lib/tun.h). When NAT is configured, a packet to no
+ * service may be a NAT real server's reply, which goes back to the client from the virtual address.
+ * Everything else goes to the stack untouched (XDP_PASS), so the director stays reachable.
+ * rvs_xdp_process lists the stages; each helper's comment says what its stage decides. rvs-model
+ * mirrors every function (its xdp.rs mirrors this file). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -16,6 +18,8 @@
 #include "lib/sched.h"
 #include "lib/conn.h"
 #include "lib/dr.h"
+#include "lib/nat.h"
+#include "lib/tun.h"
 #include "lib/stats.h"
 
 /* Puts the ABI enums into the object's BTF, where rvs-bpf/tests/abi_layout.rs compares their values
@@ -44,10 +48,12 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 
 	rvs_conn_key_of(pkt, &key);
 	conn = rvs_conn_lookup(&key);
-	if (conn && !rvs_conn_reused(conn, pkt)) {
+	/* A reply entry under a client's tuple (a client using a real server's address and port toward a
+	 * virtual address that is another connection's client) is no connection of this packet. */
+	if (conn && !(conn->flags & RVS_CONN_F_REPLY) && !rvs_conn_reused(conn, pkt)) {
 		*dest = rvs_conn_dest(conn, svc);
 		if (*dest) {
-			rvs_conn_touch(conn, pkt, now_ns);
+			rvs_conn_touch(conn, pkt, rvs_tcp_dir_in(conn->flags), now_ns);
 			*dest_id = conn->dest_id;
 			return RVS_OK;
 		}
@@ -64,18 +70,70 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 	return RVS_OK;
 }
 
-/* Sends the frame to @dest by its forwarding method. Only DR exists so far.
+/* Sends the packet to @dest by its forwarding method.
  * Mirror: rvs-model/src/xdp.rs */
 static __always_inline int
-rvs_xdp_forward(struct xdp_md *ctx, const struct rvs_dest_val *dest)
+rvs_xdp_forward(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_val *dest)
 {
 	if (dest->fwd == RVS_FWD_DR)
 		return rvs_dr_xmit(ctx, dest);
+	if (dest->fwd == RVS_FWD_NAT)
+		return rvs_nat_xmit(ctx, pkt, dest);
+	if (dest->fwd == RVS_FWD_TUN)
+		return rvs_tun_xmit(ctx, pkt, dest);
 	return -RVS_DROP_FWD_UNSUPP;
 }
 
-/* The packet path, returning a verdict (lib/verdict.h): parse; service lookup (a miss passes the
- * frame untouched); connection; forwarding; per-CPU stats of every forwarded packet.
+/* A packet to no service: a NAT real server's reply if its tuple has a reply entry and the connection
+ * behind it still agrees (lib/conn.h); then the connection's state advances by IPVS's OUTPUT table,
+ * the source becomes the virtual address and port, and the packet goes to the client, counted in
+ * outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
+ * it after one array lookup.
+ * Mirror: rvs-model/src/xdp.rs */
+static __always_inline int
+rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
+{
+	struct rvs_conn_val *rep, *conn;
+	struct rvs_dest_val *dest;
+	struct rvs_svc_key *vs;
+	struct rvs_svc_val *svc;
+	struct rvs_conn_key key;
+	__u64 now_ns;
+	__u32 svc_id;
+	int ret;
+
+	if (!rvs_nat_enabled())
+		return XDP_PASS;
+	rvs_conn_key_of(pkt, &key);
+	rep = rvs_conn_lookup(&key);
+	if (!rep || !(rep->flags & RVS_CONN_F_REPLY))
+		return XDP_PASS;
+	svc_id = rep->svc_id;
+	vs = bpf_map_lookup_elem(&rvs_svc_addr, &svc_id);
+	if (!vs)
+		return XDP_PASS;
+	svc = bpf_map_lookup_elem(&rvs_svc, vs);
+	if (!svc || svc->id != svc_id)
+		return XDP_PASS;
+	rvs_conn_client_key(pkt, vs, &key);
+	conn = rvs_conn_lookup(&key);
+	if (!conn || (conn->flags & RVS_CONN_F_REPLY) || conn->dest_id != rep->dest_id)
+		return XDP_PASS;
+	dest = rvs_conn_dest(conn, svc);
+	if (!dest || !rvs_nat_from_dest(pkt, dest))
+		return XDP_PASS;
+	now_ns = rvs_now_ns();
+	rvs_conn_touch(conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
+	rep->last_ns = now_ns;
+	ret = rvs_nat_reply_xmit(ctx, pkt, vs);
+	if (ret < 0)
+		return ret;
+	rvs_stats_out(svc_id, conn->dest_id, pkt->ip_len);
+	return ret;
+}
+
+/* The packet path, returning a verdict (lib/verdict.h): parse; service lookup (a miss is a NAT reply,
+ * or passes the frame untouched); connection; forwarding; per-CPU stats of every forwarded packet.
  * Mirror: rvs-model/src/xdp.rs */
 static __always_inline int
 rvs_xdp_process(struct xdp_md *ctx)
@@ -92,7 +150,10 @@ rvs_xdp_process(struct xdp_md *ctx)
 	ret = rvs_parse_eth(data, data_end, &pkt);
 	if (ret != RVS_OK)
 		return ret;
-	ret = rvs_parse_ipv4(data, data_end, &pkt);
+	if (pkt.family == RVS_AF_INET)
+		ret = rvs_parse_ipv4(data, data_end, &pkt);
+	else
+		ret = rvs_parse_ipv6(data, data_end, &pkt);
 	if (ret != RVS_OK)
 		return ret;
 	ret = rvs_parse_l4(data, data_end, &pkt);
@@ -100,11 +161,11 @@ rvs_xdp_process(struct xdp_md *ctx)
 		return ret;
 	svc = rvs_svc_lookup(&pkt);
 	if (!svc)
-		return XDP_PASS;
+		return rvs_xdp_reply(ctx, &pkt);
 	ret = rvs_xdp_conn(&pkt, svc, rvs_now_ns(), &dest_id, &dest);
 	if (ret != RVS_OK)
 		return ret;
-	ret = rvs_xdp_forward(ctx, dest);
+	ret = rvs_xdp_forward(ctx, &pkt, dest);
 	if (ret < 0)
 		return ret;
 	rvs_stats_in(svc->id, dest_id, pkt.ip_len);

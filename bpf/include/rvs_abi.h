@@ -72,7 +72,9 @@ enum rvs_drop {
 	RVS_DROP_IPV6_BAD	= 12,	/* version != 6, or payload length beyond the frame */
 	RVS_DROP_FWD_DISABLED	= 13,	/* NAT: the kernel's FIB says forwarding is off on the ingress
 					 * interface (sysctl net.ipv{4,6}.conf.IF.forwarding) */
-	RVS_DROP__MAX		= 14,
+	RVS_DROP_ENCAP_FAIL	= 14,	/* TUN: bpf_xdp_adjust_head refused room for the outer header */
+	RVS_DROP_TOO_BIG	= 15,	/* TUN: too big for the tunnel and no ICMP error can say so */
+	RVS_DROP__MAX		= 16,
 };
 
 /* rvs_svc_val.flags */
@@ -123,8 +125,10 @@ struct rvs_dest_val {
 	__u32 weight;
 	__u32 svc_id;		/* owning service's id */
 	__u32 flags;		/* RVS_DEST_F_* */
+	__be32 laddr[4];	/* TUN: the director's address toward the real server (outer source) */
+	__u32 mtu;		/* TUN: path MTU toward the real server; 0 = unknown, not checked */
 };
-RVS_ABI_ASSERT_SIZE(struct rvs_dest_val, 48);
+RVS_ABI_ASSERT_SIZE(struct rvs_dest_val, 68);
 
 /* Per-service scheduler state (rvs_svc_st, an array indexed by service id). pos is advanced with an
  * atomic add so that every CPU draws from one sequence, as IPVS's single cursor does. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Ethernet (+ one 802.1Q tag), IPv4, TCP and UDP parsing into struct rvs_pkt. The checks run in a fixed
+/* Ethernet (+ one 802.1Q tag), IPv4, IPv6, TCP and UDP parsing into struct rvs_pkt. The checks run in a fixed
  * order and the model runs them in the same order, so both report the same drop reason for a frame
  * that is wrong in more than one way. */
 #ifndef RVS_PARSE_H
@@ -9,6 +9,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
@@ -17,6 +18,7 @@
 #include "lib/verdict.h"
 
 #define RVS_VLAN_HLEN	4
+#define RVS_IPV6_HLEN	40	/* the fixed IPv6 header */
 #define RVS_IP_MF	0x2000	/* "more fragments" in frag_off, host order */
 #define RVS_IP_OFFMASK	0x1fff	/* fragment offset in frag_off, host order */
 #define RVS_TCP_FLAGS	13	/* offset of the TCP flags byte */
@@ -39,8 +41,8 @@ struct rvs_pkt {
 	__u8 tcp_flags;		/* byte 13 of the TCP header; 0 for UDP */
 };
 
-/* Finds the network header behind Ethernet and at most one 802.1Q tag. RVS_OK when it is IPv4 (sets
- * pkt->l3_off); XDP_PASS for anything else, including a second tag (QinQ) and IPv6 for now.
+/* Finds the network header behind Ethernet and at most one 802.1Q tag. RVS_OK when it is IPv4 or IPv6
+ * (sets pkt->l3_off and pkt->family); XDP_PASS for anything else, including a second tag (QinQ).
  * Mirror: rvs-model/src/parse.rs */
 static __always_inline int
 rvs_parse_eth(void *data, void *data_end, struct rvs_pkt *pkt)
@@ -59,7 +61,11 @@ rvs_parse_eth(void *data, void *data_end, struct rvs_pkt *pkt)
 		proto = *(__be16 *)(data + sizeof(*eth) + 2);
 		off += RVS_VLAN_HLEN;
 	}
-	if (proto != bpf_htons(ETH_P_IP))
+	if (proto == bpf_htons(ETH_P_IP))
+		pkt->family = RVS_AF_INET;
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		pkt->family = RVS_AF_INET6;
+	else
 		return XDP_PASS;
 	pkt->l3_off = off;
 	return RVS_OK;
@@ -93,9 +99,40 @@ rvs_parse_ipv4(void *data, void *data_end, struct rvs_pkt *pkt)
 	pkt->saddr[0] = ip->saddr;
 	pkt->daddr[0] = ip->daddr;
 	pkt->proto = ip->protocol;
-	pkt->family = RVS_AF_INET;
 	pkt->ip_len = tot_len;
 	pkt->l4_off = pkt->l3_off + hlen;
+	return RVS_OK;
+}
+
+/* Checks the fixed IPv6 header at pkt->l3_off and fills the addresses, protocol and lengths. In order:
+ * header truncated -> IPV6_SHORT; version != 6 -> IPV6_BAD; payload length beyond the frame ->
+ * IPV6_BAD; a next header other than TCP or UDP -> XDP_PASS untouched. That covers ICMPv6, so neighbour
+ * and router discovery reach the stack, and every extension header (hop-by-hop, routing, fragment,
+ * destination options, AH, ESP, ...): rvs does not walk extension headers, so a packet that carries one
+ * goes to the stack even when it is addressed to a virtual service (a known limitation, as IPv4
+ * fragments; a jumbogram, payload length 0, always carries hop-by-hop). The byte counters count the
+ * fixed header and the payload, as IPVS counts skb->len at L3.
+ * Mirror: rvs-model/src/parse.rs */
+static __always_inline int
+rvs_parse_ipv6(void *data, void *data_end, struct rvs_pkt *pkt)
+{
+	struct ipv6hdr *ip6 = data + pkt->l3_off;
+	__u32 plen;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return -RVS_DROP_IPV6_SHORT;
+	if (ip6->version != 6)
+		return -RVS_DROP_IPV6_BAD;
+	plen = bpf_ntohs(ip6->payload_len);
+	if ((void *)(ip6 + 1) + plen > data_end)
+		return -RVS_DROP_IPV6_BAD;
+	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
+		return XDP_PASS;
+	__builtin_memcpy(pkt->saddr, &ip6->saddr, sizeof(pkt->saddr));
+	__builtin_memcpy(pkt->daddr, &ip6->daddr, sizeof(pkt->daddr));
+	pkt->proto = ip6->nexthdr;
+	pkt->ip_len = RVS_IPV6_HLEN + plen;
+	pkt->l4_off = pkt->l3_off + RVS_IPV6_HLEN;
 	return RVS_OK;
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Per-CPU counters: service and real-server statistics (IPVS's conns/inpkts/inbytes) and drops by
- * reason. Per-CPU values need no atomics; user space sums the CPUs. */
+/* Per-CPU counters: service and real-server statistics (IPVS's conns, in/out packets and bytes) and
+ * drops by reason. Per-CPU values need no atomics; user space sums the CPUs. */
 #ifndef RVS_STATS_H
 #define RVS_STATS_H
 
@@ -53,6 +53,25 @@ rvs_stats_in(__u32 svc_id, __u32 dest_id, __u32 bytes)
 	if (st) {
 		st->inpkts += 1;
 		st->inbytes += bytes;
+	}
+}
+
+/* Counts a forwarded reply of a real server (NAT) of @bytes.
+ * Mirror: rvs-model/src/stats.rs */
+static __always_inline void
+rvs_stats_out(__u32 svc_id, __u32 dest_id, __u32 bytes)
+{
+	struct rvs_stats *st;
+
+	st = bpf_map_lookup_elem(&rvs_svc_stats, &svc_id);
+	if (st) {
+		st->outpkts += 1;
+		st->outbytes += bytes;
+	}
+	st = bpf_map_lookup_elem(&rvs_dest_stats, &dest_id);
+	if (st) {
+		st->outpkts += 1;
+		st->outbytes += bytes;
 	}
 }
 

@@ -21,8 +21,6 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
-#include <linux/icmp.h>
-#include <linux/icmpv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -50,12 +48,26 @@
 #define RVS_TUN_ECN_MASK	0x03
 #define RVS_TUN_ECN_ECT0	0x02
 #define RVS_TUN_ECN_CE		0x03
-#define RVS_TUN_TOS_MASK	0x1e	/* IPTOS_TOS_MASK */
-#define RVS_TUN_PREC_CONTROL	0xc0	/* IPTOS_PREC_INTERNETCONTROL, the precedence of ICMP errors */
+/* TOS of our ICMP errors: precedence 6, "internetwork control" (CS6), as Linux gives its own; no ECN
+ * bits, ICMP not being an ECN-capable transport. */
+#define RVS_TUN_ICMP_TOS	0xc0
 #define RVS_TUN_FLOWLABEL_MASK	0xfffff
 #define RVS_TUN_HASH_MUL	0x9e3779b1U	/* 2^32 / golden ratio (Fibonacci hashing) */
+#define RVS_TUN_ICMP_DEST_UNREACH	3
+#define RVS_TUN_ICMP_FRAG_NEEDED	4
+#define RVS_TUN_ICMPV6_PKT_TOOBIG	2
 /* The frame-walking checksum loop is bounded by the longest ICMP message it sums. */
 #define RVS_TUN_CSUM_WORDS	((RVS_TUN_ICMP_HLEN + RVS_TUN_ICMP6_QUOTE) / 2)
+
+/* The header of an ICMP or ICMPv6 error (<linux/icmp.h> pulls in libc headers that do not build for
+ * the BPF target). @info is the MTU for both of ours: ICMP's "fragmentation needed" keeps it in the low
+ * 16 bits (RFC 1191), ICMPv6's "packet too big" in all 32. */
+struct rvs_tun_icmp {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 info;
+};
 
 /* The outer header's DS field: the inner one with its ECN field copied, except that CE becomes ECT(0)
  * (INET_ECN_encapsulate(), RFC 6040 4.1 "normal mode"): a congestion mark from before the tunnel stays
@@ -343,7 +355,7 @@ rvs_tun_icmp4_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 	void *data, *data_end, *l3;
 	struct {
 		struct iphdr ip;
-		struct icmphdr icmp;
+		struct rvs_tun_icmp icmp;
 	} hdr;
 	struct iphdr *orig;
 	int ret;
@@ -362,7 +374,7 @@ rvs_tun_icmp4_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 	__builtin_memset(&hdr, 0, sizeof(hdr));
 	hdr.ip.version = 4;
 	hdr.ip.ihl = sizeof(hdr.ip) / 4;
-	hdr.ip.tos = (orig->tos & RVS_TUN_TOS_MASK) | RVS_TUN_PREC_CONTROL;
+	hdr.ip.tos = RVS_TUN_ICMP_TOS;
 	hdr.ip.tot_len = bpf_htons(sizeof(hdr) + quote);
 	hdr.ip.frag_off = bpf_htons(RVS_TUN_IP_DF);
 	hdr.ip.ttl = RVS_TUN_ICMP_TTL;
@@ -370,9 +382,9 @@ rvs_tun_icmp4_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 	hdr.ip.saddr = orig->daddr;
 	hdr.ip.daddr = orig->saddr;
 	hdr.ip.check = rvs_tun_csum_fold(rvs_tun_csum_buf(&hdr.ip, sizeof(hdr.ip), 0));
-	hdr.icmp.type = ICMP_DEST_UNREACH;
-	hdr.icmp.code = ICMP_FRAG_NEEDED;
-	hdr.icmp.un.frag.mtu = bpf_htons(mtu);
+	hdr.icmp.type = RVS_TUN_ICMP_DEST_UNREACH;
+	hdr.icmp.code = RVS_TUN_ICMP_FRAG_NEEDED;
+	hdr.icmp.info = bpf_htonl(mtu & 0xffff);
 	__builtin_memcpy(l3, &hdr, sizeof(hdr));
 	/* The checksum covers the ICMP header (checksum zero) and the quote: the rest of the frame. */
 	hdr.icmp.checksum = rvs_tun_csum_fold(rvs_tun_csum_frame(ctx, off + sizeof(hdr.ip), 0));
@@ -397,7 +409,7 @@ rvs_tun_icmp6_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 	void *data, *data_end, *l3;
 	struct {
 		struct ipv6hdr ip;
-		struct icmp6hdr icmp;
+		struct rvs_tun_icmp icmp;
 	} hdr;
 	struct ipv6hdr *orig;
 	__u64 sum;
@@ -421,19 +433,19 @@ rvs_tun_icmp6_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 	hdr.ip.hop_limit = RVS_TUN_ICMP_TTL;
 	hdr.ip.saddr = orig->daddr;
 	hdr.ip.daddr = orig->saddr;
-	hdr.icmp.icmp6_type = ICMPV6_PKT_TOOBIG;
-	hdr.icmp.icmp6_mtu = bpf_htonl(mtu);
+	hdr.icmp.type = RVS_TUN_ICMPV6_PKT_TOOBIG;
+	hdr.icmp.info = bpf_htonl(mtu);
 	__builtin_memcpy(l3, &hdr, sizeof(hdr));
 	/* Pseudo-header (RFC 8200 8.1): addresses, upper-layer length, next header; then the message. */
 	sum = rvs_tun_csum_buf(&hdr.ip.saddr, 2 * sizeof(hdr.ip.saddr), 0);
 	sum += bpf_htons(sizeof(hdr.icmp) + quote) + bpf_htons(IPPROTO_ICMPV6);
-	hdr.icmp.icmp6_cksum = rvs_tun_csum_fold(rvs_tun_csum_frame(ctx, off + sizeof(hdr.ip), sum));
+	hdr.icmp.checksum = rvs_tun_csum_fold(rvs_tun_csum_frame(ctx, off + sizeof(hdr.ip), sum));
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	l3 = data + off;
 	if (l3 + sizeof(hdr) > data_end)
 		return -RVS_DROP_ENCAP_FAIL;
-	*(__sum16 *)(l3 + sizeof(hdr.ip) + 2) = hdr.icmp.icmp6_cksum;
+	*(__sum16 *)(l3 + sizeof(hdr.ip) + 2) = hdr.icmp.checksum;
 	return XDP_TX;
 }
 

@@ -1,12 +1,21 @@
-//! `rvs-realserver`: prepares a Linux host to be a VS/DR real server of an rvs director, and undoes it.
+//! `rvs-realserver`: prepares a Linux host to be a real server of an rvs director, for each LVS
+//! forwarding method, and undoes it.
 //!
-//! In direct routing the director hands the client's packet, unchanged, to the real server: its
-//! destination is the virtual IP (VIP). The real server must therefore own the VIP, without ever
-//! answering ARP for it, or the router's ARP cache could point at a real server and bypass the director
-//! (the LVS "ARP problem"). `setup` puts the VIP on `lo` and sets `arp_ignore`/`arp_announce`; it records
-//! every change with the value it replaced, so that `teardown` restores exactly those and nothing else.
-//! Everything it touches belongs to the network namespace it runs in.
+//! - `--mode dr` (direct routing, the default): the director hands the client's packet, unchanged, to
+//!   the real server, so its destination is the virtual IP (VIP). The real server must own the VIP
+//!   without ever answering ARP for it, or the router's ARP cache could point at a real server and
+//!   bypass the director (the LVS "ARP problem"): the VIP goes on `lo`, with `arp_ignore`/`arp_announce`.
+//! - `--mode tun` (IP-in-IP): the same packet arrives inside an outer IP header. Besides the VIP on lo,
+//!   something must strip that header: the XDP program rvs_decap (`--decap xdp`, the default; no ipip
+//!   module needed), or the kernel's tunnel device (`--decap kernel`).
+//! - `--mode nat`: the director rewrites the VIP to this host's address, and must see the replies to
+//!   rewrite them back: the default route goes via the director (`--director`).
+//!
+//! `setup` records every change with the value it replaced, so that `teardown` restores exactly those
+//! and nothing else. Everything it touches belongs to the network namespace it runs in (and, for
+//! rvs_decap, to the pin directory on bpffs).
 
+mod decap;
 mod plan;
 mod state;
 mod sys;
@@ -18,15 +27,21 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::plan::Decap;
+use crate::state::Mode;
+
 /// Default directory of the state files (one per VIP). `/run` is cleared at boot, as are the addresses
 /// and sysctls the files describe.
 const DEFAULT_STATE_DIR: &str = "/run/rvs-realserver";
+
+/// Default bpffs directory of rvs_decap's pins (one subdirectory per interface).
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rvs-realserver";
 
 #[derive(Parser)]
 #[command(
     name = "rvs-realserver",
     version,
-    about = "Prepare a host to be an rvs VS/DR real server"
+    about = "Prepare a host to be a real server of an rvs director (VS/DR, VS/TUN or VS/NAT)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,17 +50,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Put the VIP on lo and stop this host from answering ARP for it.
+    /// Prepare this host for the director's forwarding method (idempotent).
     Setup {
-        /// The virtual IP of the service (IPv4; IPv6 gets the address on lo only).
+        /// The virtual IP of the service (IPv4; IPv6 gets the address on lo only). With --mode nat it
+        /// only names the record of changes.
         #[arg(long)]
         vip: IpAddr,
-        /// Interface that receives the director's packets (default: the one routing toward the VIP).
+        /// How the director forwards to this host: dr (ipvsadm -g), tun (-i) or nat (-m).
+        #[arg(long, value_enum, default_value_t = Mode::Dr)]
+        mode: Mode,
+        /// Interface that receives the director's packets (default: the one routing toward the VIP, or
+        /// toward the director with --mode nat).
         #[arg(long)]
         dev: Option<String>,
         /// Leave rp_filter alone even when it is strict.
         #[arg(long)]
         keep_rp_filter: bool,
+        /// --mode tun: who strips the outer header: the XDP program rvs_decap, or the kernel's tunnel
+        /// device (needs the ipip or ip6_tunnel module).
+        #[arg(long, value_enum, default_value_t = Decap::Xdp)]
+        decap: Decap,
+        /// --mode tun --decap xdp: bpffs directory of rvs_decap's pins (a subdirectory per interface).
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// --mode nat: the director's address on this host's network, the new default gateway.
+        #[arg(long, required_if_eq("mode", "nat"))]
+        director: Option<IpAddr>,
         /// Where the record of changes is kept.
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
@@ -75,12 +105,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Setup {
             vip,
+            mode,
             dev,
             keep_rp_filter,
+            decap,
+            pin_dir,
+            director,
             state_dir,
         } => {
             let netns = sys::netns_id().context("cannot identify the network namespace")?;
             let mut st = state::load(&state_dir, vip, netns)?;
+            if let Some(s) = &st
+                && s.mode != mode
+            {
+                anyhow::bail!(
+                    "{vip} is set up in {} mode (state in {}); run teardown first",
+                    s.mode,
+                    state_dir.display()
+                );
+            }
             let dev = match (dev, &st) {
                 (Some(d), Some(s)) if d != s.dev => anyhow::bail!(
                     "{vip} is already set up on {} (state in {}); run teardown first",
@@ -89,15 +132,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 (Some(d), _) => d,
                 (None, Some(s)) => s.dev.clone(),
-                (None, None) => sys::route_dev(vip)?,
+                (None, None) => sys::route_dev(match (mode, director) {
+                    (Mode::Nat, Some(d)) => d,
+                    _ => vip,
+                })?,
             };
-            let record = st.get_or_insert_with(|| state::State::new(vip, netns, &dev));
-            let n = plan::setup(record, &state_dir, keep_rp_filter)?;
+            let record = st.get_or_insert_with(|| state::State::new(vip, mode, netns, &dev));
+            let opts = plan::Opts {
+                keep_rp_filter,
+                decap,
+                pin_dir,
+                director,
+            };
+            let n = plan::setup(record, &state_dir, &opts)?;
+            // Saved even without a change of its own: teardown of another VIP must know this one
+            // still relies on the host-wide changes that VIP made (see plan::teardown).
+            state::save(&state_dir, record)?;
             if n == 0 {
-                println!("{vip}: already set up on {dev}; nothing to change");
+                println!("{vip}: already set up on {dev} ({mode}); nothing to change");
             } else {
                 println!(
-                    "{vip}: set up on {dev} ({n} change(s) recorded in {})",
+                    "{vip}: set up on {dev} for {mode} ({n} change(s) recorded in {})",
                     state_dir.display()
                 );
             }

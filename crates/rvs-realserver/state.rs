@@ -9,6 +9,31 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+/// How the director sends this real server its packets (ipvsadm's -g, -i, -m).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// Direct routing: the client's packet, unchanged, to this host's MAC. Needs the VIP on lo.
+    #[default]
+    Dr,
+    /// IP-in-IP tunnel: the client's packet inside an outer header to this host. Needs the VIP on lo
+    /// and decapsulation.
+    Tun,
+    /// NAT: the director rewrites the VIP to this host's address and back, so the replies must go
+    /// through it. Needs the default route via the director.
+    Nat,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+            Mode::Nat => "nat",
+        })
+    }
+}
+
 /// One change made by `setup`, with what is needed to undo it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Change {
@@ -18,12 +43,31 @@ pub(crate) enum Change {
     Addr { dev: String, prefix: String },
     /// `setup` wrote `new` into `/proc/sys/<key>`, which held `old`.
     Sysctl { key: String, old: String, new: String },
+    /// `setup` put the VIP into the VIP map of the XDP decapsulation program on `dev`, pinned in
+    /// `pin_dir`, and attached that program if it was not yet. The program is shared by every VIP set
+    /// up on `dev`: undoing removes the VIP, and detaches the program once no VIP is left.
+    DecapVip {
+        dev: String,
+        pin_dir: PathBuf,
+        vip: IpAddr,
+    },
+    /// `setup` made `gateway` (on `dev`) the default route of `family` (4 or 6) with metric 0;
+    /// `old` is the metric-0 default route it replaced, as `ip route` arguments.
+    Route {
+        family: u8,
+        gateway: IpAddr,
+        dev: String,
+        old: Option<Vec<String>>,
+    },
 }
 
 /// Everything recorded for one VIP.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct State {
     pub(crate) vip: IpAddr,
+    /// Forwarding method; records written before modes existed are DR.
+    #[serde(default)]
+    pub(crate) mode: Mode,
     /// Inode of the network namespace the changes were made in: sysctls and addresses are per
     /// namespace, but the state directory is shared by every namespace of the mount namespace.
     pub(crate) netns: u64,
@@ -34,9 +78,10 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(vip: IpAddr, netns: u64, dev: &str) -> Self {
+    pub(crate) fn new(vip: IpAddr, mode: Mode, netns: u64, dev: &str) -> Self {
         Self {
             vip,
+            mode,
             netns,
             dev: dev.to_owned(),
             changes: Vec::new(),
@@ -73,6 +118,33 @@ pub(crate) fn load(dir: &Path, vip: IpAddr, netns: u64) -> anyhow::Result<Option
         );
     }
     Ok(Some(st))
+}
+
+/// The records of the other VIPs set up in this network namespace (files of another namespace are
+/// skipped).
+pub(crate) fn load_others(dir: &Path, st: &State) -> anyhow::Result<Vec<State>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let p = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if p.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let other: State =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))?;
+        if other.netns == st.netns && other.vip != st.vip {
+            out.push(other);
+        }
+    }
+    out.sort_by_key(|o| o.vip);
+    Ok(out)
 }
 
 /// Writes the record atomically (temporary file, fsync, rename): a crash leaves the old or the new

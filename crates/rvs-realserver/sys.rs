@@ -59,7 +59,7 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn ip_json(args: &[&str]) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn ip_json(args: &[&str]) -> anyhow::Result<Vec<Value>> {
     let mut a = vec!["-j"];
     a.extend_from_slice(args);
     let text = ip(&a)?;
@@ -172,6 +172,97 @@ pub(crate) fn route_dev(vip: IpAddr) -> anyhow::Result<String> {
         Some((_, dev)) => Ok(dev),
         None => bail!("no route toward {vip} in the main table; name the interface with --dev"),
     }
+}
+
+/// The main table's default route of `family` (4 or 6) that `ip route replace default via ...` would
+/// replace (IPv4: metric 0; IPv6: metric 1024, the kernel's default for routes added without one), as
+/// the `ip route` arguments that recreate it.
+pub(crate) fn default_route(family: u8) -> anyhow::Result<Option<Vec<String>>> {
+    let flag = if family == 6 { "-6" } else { "-4" };
+    let default_metric = if family == 6 { 1024 } else { 0 };
+    for r in ip_json(&[flag, "route", "show", "default", "table", "main"])? {
+        if r.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "unicast")
+        {
+            continue;
+        }
+        let metric = r["metric"].as_u64().unwrap_or(default_metric);
+        if metric != default_metric {
+            continue;
+        }
+        let mut args = vec!["default".to_owned()];
+        if let Some(gw) = r["gateway"].as_str() {
+            args.extend(["via".to_owned(), gw.to_owned()]);
+        }
+        if let Some(dev) = r["dev"].as_str() {
+            args.extend(["dev".to_owned(), dev.to_owned()]);
+        }
+        if let Some(p) = r["protocol"].as_str().filter(|p| *p != "boot") {
+            args.extend(["proto".to_owned(), p.to_owned()]);
+        }
+        if let Some(src) = r["prefsrc"].as_str() {
+            args.extend(["src".to_owned(), src.to_owned()]);
+        }
+        if r["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("onlink")))
+        {
+            args.push("onlink".to_owned());
+        }
+        return Ok(Some(args));
+    }
+    Ok(None)
+}
+
+/// The gateway and interface of the default route `default_route` finds, if it has a gateway.
+pub(crate) fn default_gateway(family: u8) -> anyhow::Result<Option<(IpAddr, String)>> {
+    let Some(args) = default_route(family)? else {
+        return Ok(None);
+    };
+    let after = |key: &str| args.iter().position(|a| a == key).and_then(|i| args.get(i + 1));
+    Ok(match (after("via").and_then(|g| g.parse().ok()), after("dev")) {
+        (Some(gw), Some(dev)) => Some((gw, dev.clone())),
+        _ => None,
+    })
+}
+
+/// `ip route replace ARGS`, in the table `ARGS` name (main by default).
+pub(crate) fn route_replace(family: u8, args: &[String]) -> anyhow::Result<()> {
+    let mut a = vec![if family == 6 { "-6" } else { "-4" }, "route", "replace"];
+    a.extend(args.iter().map(String::as_str));
+    ip(&a).map(drop)
+}
+
+/// `ip route del default via GATEWAY dev DEV` (the metric-0 or, for IPv6, metric-1024 one).
+pub(crate) fn route_del_default(gateway: IpAddr, dev: &str) -> anyhow::Result<()> {
+    let gw = gateway.to_string();
+    ip(&[
+        family_flag(gateway),
+        "route",
+        "del",
+        "default",
+        "via",
+        &gw,
+        "dev",
+        dev,
+    ])
+    .map(drop)
+}
+
+/// Loads kernel module `name` (`modprobe`); the error carries modprobe's message.
+pub(crate) fn modprobe(name: &str) -> anyhow::Result<()> {
+    let out = Command::new("modprobe")
+        .arg(name)
+        .output()
+        .with_context(|| format!("cannot run `modprobe {name}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`modprobe {name}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Length of route destination `dst` (`default`, `a.b.c.d`, `a.b.c.d/len`) if it contains `addr`.

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState};
+use rvs_model::env::Fib;
 use rvs_model::{Env, Frame, Maps, XdpAction, rvs_xdp_ingress};
 use rvs_testkit::packet::Packet;
 
@@ -24,6 +25,36 @@ pub(crate) fn require_root() {
         nix::unistd::geteuid().is_root(),
         "difftest needs root (BPF_PROG_TEST_RUN, bpffs)"
     );
+}
+
+/// An interface that exists in the test's network namespace and is in rvs_tx_ports on both sides: a
+/// route through it gives XDP_REDIRECT. Ifindexes count per namespace: lo is 1, then the veth pair
+/// [`isolate_netns`] creates takes 2 (the peer, created first) and 3.
+pub(crate) const TX_PORT: u32 = 2;
+/// An interface that exists but is not in rvs_tx_ports (rvs is not attached to it): a route through it
+/// falls back to XDP_PASS.
+pub(crate) const NOT_ATTACHED: u32 = 3;
+
+/// Moves the calling thread into a new network namespace holding a veth pair (ifindexes `TX_PORT` and
+/// `NOT_ATTACHED`), so that rvs_tx_ports can hold real interfaces whatever the machine has: the kernel
+/// refuses a devmap entry for an ifindex that names no device. setns/unshare change this thread only;
+/// the namespace goes away with the thread (or the next call), nothing to clean up.
+fn isolate_netns() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    // `ip` runs as a child of this thread, in its namespace.
+    let out = std::process::Command::new("ip")
+        .args(["link", "add", "rvsdt0", "type", "veth", "peer", "name", "rvsdt1"])
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip link add veth: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, index) in [("rvsdt1", TX_PORT), ("rvsdt0", NOT_ATTACHED)] {
+        let got = nix::net::if_::if_nametoindex(name).expect("if_nametoindex");
+        assert_eq!(got, index, "ifindex of {name} in a fresh namespace");
+    }
 }
 
 /// Pins the calling thread to `CPU`, so the program's per-CPU map slots are that CPU's.
@@ -65,16 +96,24 @@ pub(crate) struct Outcome {
 }
 
 impl Pair {
-    /// Fresh maps on both sides; needs root, and the thread pinned to `CPU`.
+    /// Fresh maps on both sides, in a fresh network namespace whose `TX_PORT` is in rvs_tx_ports; needs
+    /// root, and pins the thread to `CPU`.
     pub(crate) fn new() -> Self {
         require_root();
         pin_to_cpu();
-        Pair {
+        isolate_netns();
+        let mut pair = Pair {
             model: Maps::new(CONN_MAX),
             kernel: Kernel::load(CONN_MAX),
             svc_ids: BTreeSet::new(),
             dest_ids: BTreeSet::new(),
-        }
+        };
+        pair.kernel.set_tx_port(TX_PORT);
+        pair.model
+            .rvs_tx_ports
+            .update(TX_PORT, TX_PORT, 0)
+            .expect("model rvs_tx_ports");
+        pair
     }
 
     /// Applies `ops` to both sides.
@@ -90,7 +129,7 @@ impl Pair {
                 MapOp::DestSet { id, .. } | MapOp::DestStatsClear { id } => {
                     self.dest_ids.insert(id);
                 }
-                MapOp::SvcDel { .. } | MapOp::SchedSet { .. } => {}
+                MapOp::SvcDel { .. } | MapOp::SchedSet { .. } | MapOp::CfgSet { .. } => {}
             }
         }
         self.model
@@ -161,7 +200,7 @@ impl Pair {
         let mut frame = Frame::new(input);
         let m_action = rvs_xdp_ingress(&mut self.model, env, &mut frame);
         let m_bytes = frame.data().to_vec();
-        let (k_ret, k_bytes) = self.kernel.run(&env.to_test_env(), input);
+        let (k_ret, k_bytes) = self.kernel.run(env, input);
         let mut report = String::new();
         if XdpAction::from_u32(k_ret) != Some(m_action) {
             let _ = writeln!(
@@ -269,12 +308,17 @@ pub(crate) fn hexdiff(a_name: &str, a: &[u8], b_name: &str, b: &[u8]) -> String 
 pub(crate) enum Expect {
     /// XDP_PASS, frame untouched.
     Pass,
+    /// XDP_PASS of exactly this frame (a packet rewritten for the kernel to forward).
+    PassAs(Packet),
     /// XDP_TX with exactly this frame.
     Tx(Packet),
     /// XDP_REDIRECT with exactly this frame.
     Redirect(Packet),
     /// XDP_DROP, frame untouched, the reason's counter up by one.
     Drop(DropReason),
+    /// XDP_DROP of a frame already rewritten when the reason showed (the bytes are what the program
+    /// left; a dropped frame goes nowhere), the reason's counter up by one.
+    DropAs(DropReason, Packet),
 }
 
 /// A check of the maps after a step (run on the model's maps, which equal the kernel's by then).
@@ -286,8 +330,12 @@ pub(crate) struct Step {
     /// Configuration changes applied to both sides before the packet.
     pub(crate) reconfig: Vec<MapOp>,
     pub(crate) input: Packet,
-    /// `None`: `T0` + 1 µs per step, CPU 0, prandom 0.
-    pub(crate) env: Option<Env>,
+    /// `None`: `T0` + 1 µs per step. The CPU is always `CPU`.
+    pub(crate) now_ns: Option<u64>,
+    /// What `rvs_prandom` returns.
+    pub(crate) prandom: u32,
+    /// What `rvs_fib_lookup` answers (empty: no route anywhere).
+    pub(crate) routes: Fib,
     pub(crate) expect: Expect,
     pub(crate) check: Option<Check>,
 }
@@ -297,17 +345,27 @@ impl Step {
         Step {
             reconfig: Vec::new(),
             input,
-            env: None,
+            now_ns: None,
+            prandom: 0,
+            routes: Fib::new(),
             expect,
             check: None,
         }
     }
     pub(crate) fn at(mut self, now_ns: u64) -> Self {
-        self.env = Some(Env {
-            now_ns,
-            cpu: CPU,
-            prandom: 0,
-        });
+        self.now_ns = Some(now_ns);
+        self
+    }
+    #[allow(
+        dead_code,
+        reason = "for fixtures whose packets depend on rvs_prandom (TUN's)"
+    )]
+    pub(crate) fn prandom(mut self, prandom: u32) -> Self {
+        self.prandom = prandom;
+        self
+    }
+    pub(crate) fn routes(mut self, routes: Fib) -> Self {
+        self.routes = routes;
         self
     }
     pub(crate) fn after(mut self, ops: Vec<MapOp>) -> Self {
@@ -341,16 +399,20 @@ impl Case {
 fn expect_ok(pair: &Pair, step: &Step, input: &[u8], out: &Outcome, drops_before: u64) -> Result<(), String> {
     let (want_action, want_bytes) = match &step.expect {
         Expect::Pass => (XdpAction::Pass, input.to_vec()),
+        Expect::PassAs(p) => (XdpAction::Pass, p.build()),
         Expect::Tx(p) => (XdpAction::Tx, p.build()),
         Expect::Redirect(p) => (XdpAction::Redirect, p.build()),
-        Expect::Drop(reason) => {
+        Expect::Drop(reason) | Expect::DropAs(reason, _) => {
             let after = pair.drops(*reason);
             if after != drops_before + 1 {
                 return Err(format!(
                     "drop counter {reason:?}: {drops_before} -> {after}, expected +1"
                 ));
             }
-            (XdpAction::Drop, input.to_vec())
+            match &step.expect {
+                Expect::DropAs(_, p) => (XdpAction::Drop, p.build()),
+                _ => (XdpAction::Drop, input.to_vec()),
+            }
         }
     };
     if out.action != want_action {
@@ -376,17 +438,18 @@ pub(crate) fn run_case(case: &Case) -> Result<(), String> {
     let mut pair = Pair::new();
     pair.apply(&case.config);
     for (i, step) in case.steps.iter().enumerate() {
-        let env = step.env.unwrap_or(Env {
-            now_ns: T0 + 1000 * i as u64,
+        let env = Env {
+            now_ns: step.now_ns.unwrap_or(T0 + 1000 * i as u64),
             cpu: CPU,
-            prandom: 0,
-        });
+            prandom: step.prandom,
+            fib: step.routes.clone(),
+        };
         if !step.reconfig.is_empty() {
             pair.apply(&step.reconfig);
         }
         let input = step.input.build();
         let drops_before = match step.expect {
-            Expect::Drop(r) => pair.drops(r),
+            Expect::Drop(r) | Expect::DropAs(r, _) => pair.drops(r),
             _ => 0,
         };
         let out = pair

@@ -1,11 +1,14 @@
 //! The real program: `rvs_dataplane::TestProgram` (rvs_xdp.o with `rvs_test_hooks = 1`, run through
 //! BPF_PROG_TEST_RUN), with every error turned into a panic that names the operation.
 
-use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState, TestEnv};
+use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState};
 use rvs_dataplane::TestProgram;
+use rvs_model::Env;
+use rvs_model::env::Fib;
 
-/// The loaded program and its maps (no pins left, nothing attached).
-pub(crate) struct Kernel(TestProgram);
+/// The loaded program and its maps (no pins left, nothing attached), with the routes last written to
+/// rvs_test_fib.
+pub(crate) struct Kernel(TestProgram, Fib);
 
 fn ok<T>(what: &str, r: Result<T, rvs_dataplane::DataplaneError>) -> T {
     r.unwrap_or_else(|e| {
@@ -22,7 +25,7 @@ fn ok<T>(what: &str, r: Result<T, rvs_dataplane::DataplaneError>) -> T {
 impl Kernel {
     /// Loads rvs_xdp.o with the test hooks on and `rvs_conn` of `conn_max` entries.
     pub(crate) fn load(conn_max: u32) -> Self {
-        Kernel(ok("load rvs_xdp.o", TestProgram::load(conn_max)))
+        Kernel(ok("load rvs_xdp.o", TestProgram::load(conn_max)), Fib::new())
     }
 
     /// Applies `ops` in order, as the daemon does.
@@ -30,14 +33,24 @@ impl Kernel {
         ok("apply map ops", self.0.apply(ops));
     }
 
-    /// Runs the program once on `frame` with `env` pinned; the verdict and the output frame.
-    pub(crate) fn run(&mut self, env: &TestEnv, frame: &[u8]) -> (u32, Vec<u8>) {
-        ok("BPF_PROG_TEST_RUN", self.0.run(env, frame))
+    /// Lets the program redirect to `ifindex` (rvs_tx_ports).
+    pub(crate) fn set_tx_port(&mut self, ifindex: u32) {
+        ok("insert into rvs_tx_ports", self.0.set_tx_port(ifindex));
     }
 
-    /// Every connection entry.
+    /// Runs the program once on `frame` with `env` pinned (clock, CPU, random number, routes); the
+    /// verdict and the output frame.
+    pub(crate) fn run(&mut self, env: &Env, frame: &[u8]) -> (u32, Vec<u8>) {
+        if env.fib != self.1 {
+            ok("write rvs_test_fib", self.0.set_test_fib(&env.fib));
+            self.1 = env.fib.clone();
+        }
+        ok("BPF_PROG_TEST_RUN", self.0.run(&env.to_test_env(), frame))
+    }
+
+    /// Every entry of rvs_conn, NAT reply entries included.
     pub(crate) fn conns(&self) -> Vec<(ConnKey, ConnVal)> {
-        ok("read rvs_conn", self.0.conns())
+        ok("read rvs_conn", self.0.conn_entries())
     }
 
     /// `rvs_svc_st[id]`.

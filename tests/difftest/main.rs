@@ -24,6 +24,16 @@ fn conn() {
 }
 
 #[test]
+fn ipv6() {
+    harness::run_cases(fixtures::ipv6::cases());
+}
+
+#[test]
+fn nat() {
+    harness::run_cases(fixtures::nat::cases());
+}
+
+#[test]
 fn sched() {
     harness::run_cases(fixtures::sched::cases());
 }

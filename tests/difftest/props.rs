@@ -1,34 +1,56 @@
-//! Generated differential runs: random configurations, then random packet sequences (valid,
-//! truncated, mutated, random bytes) with random clock advances and real-server removals. Model and
-//! kernel must agree after every step. The tables are small enough that the LRU never evicts.
+//! Generated differential runs: random configurations (IPv4 and IPv6 services, DR, NAT and TUN reals,
+//! port mapping, tunnel MTUs), then random sequences of client packets and real servers' replies (valid, truncated,
+//! mutated, random bytes) with random clock advances, routing tables, real-server removals and NAT
+//! switched off and on. Model and kernel must agree after every step. The tables are small enough
+//! that the LRU never evicts.
+
+use std::net::IpAddr;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use rvs_abi::{DestVal, Fwd, MapOp};
+use rvs_abi::{CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, addr_v4, addr_v6, fib_ret};
 use rvs_model::Env;
+use rvs_model::env::Fib;
 use rvs_testkit::packet::{Packet, pkt};
 
-use crate::fixtures::{CLIENT_MAC, DIRECTOR_MAC, INGRESS, Real, Svc, VIP};
-use crate::harness::{CPU, Pair, T0, hex};
+use crate::fixtures::{
+    CLIENT_MAC, DIRECTOR_MAC, INGRESS, ROUTER_MAC, Real, Svc, VIP, VIP6, real_ip, real_mac, route,
+};
+use crate::harness::{CPU, NOT_ATTACHED, Pair, T0, TX_PORT, hex};
 
-/// Services the generator may configure: (TCP?, port).
-const SERVICES: [(bool, u16); 4] = [(true, 80), (true, 443), (false, 53), (false, 80)];
+/// Services the generator may configure: (TCP?, port, IPv6?).
+const SERVICES: [(bool, u16, bool); 6] = [
+    (true, 80, false),
+    (true, 443, false),
+    (false, 53, false),
+    (false, 80, false),
+    (true, 80, true),
+    (false, 53, true),
+];
 const CLIENTS: [&str; 3] = ["198.18.2.5", "198.18.2.6", "198.18.3.7"];
+const CLIENTS6: [&str; 3] = ["2001:db8:2::5", "2001:db8:2::6", "2001:db8:3::7"];
 const DSTS: [&str; 2] = [VIP, "198.18.0.11"];
+const DSTS6: [&str; 2] = [VIP6, "2001:db8::11"];
 const DPORTS: [u16; 4] = [80, 443, 53, 22];
+/// Dest ids are 1..=MAX_REALS (at most 3 services of 4 reals).
+const MAX_REALS: u32 = 12;
 
 #[derive(Clone, Debug)]
 struct RealSpec {
     weight: u32,
     neigh: bool,
     other_if: bool,
-    nat: bool,
+    fwd: Fwd,
+    /// TUN: the tunnel's MTU (0: unknown).
+    mtu: u32,
 }
 
 #[derive(Clone, Debug)]
 struct SvcSpec {
     which: usize,
     wrr: bool,
+    /// The reals' port (NAT maps it; DR ignores it).
+    rport: Option<u16>,
     reals: Vec<RealSpec>,
 }
 
@@ -37,13 +59,15 @@ fn arb_real() -> impl Strategy<Value = RealSpec> {
         prop_oneof![1 => Just(0u32), 4 => 1u32..4],
         prop::bool::weighted(0.85),
         prop::bool::weighted(0.15),
-        prop::bool::weighted(0.1),
+        prop_oneof![4 => Just(Fwd::Dr), 4 => Just(Fwd::Nat), 2 => Just(Fwd::Tun)],
+        prop_oneof![Just(0u32), Just(1500), Just(1280), Just(576)],
     )
-        .prop_map(|(weight, neigh, other_if, nat)| RealSpec {
+        .prop_map(|(weight, neigh, other_if, fwd, mtu)| RealSpec {
             weight,
             neigh,
             other_if,
-            nat,
+            fwd,
+            mtu,
         })
 }
 
@@ -52,6 +76,7 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
         (
             0..SERVICES.len(),
             any::<bool>(),
+            prop_oneof![Just(None), Just(Some(8080u16))],
             prop::collection::vec(arb_real(), 0..5),
         ),
         1..4,
@@ -59,49 +84,162 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
     .prop_map(|v| {
         let mut seen = std::collections::BTreeSet::new();
         v.into_iter()
-            .filter(|(w, _, _)| seen.insert(*w))
-            .map(|(which, wrr, reals)| SvcSpec { which, wrr, reals })
+            .filter(|(w, _, _, _)| seen.insert(*w))
+            .map(|(which, wrr, rport, reals)| SvcSpec {
+                which,
+                wrr,
+                rport,
+                reals,
+            })
             .collect()
     })
 }
 
-fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<u32>) {
+/// A configured real, as replies need it.
+#[derive(Clone, Debug)]
+struct RealOf {
+    id: u32,
+    tcp: bool,
+    v6: bool,
+    addr: String,
+    port: u16,
+}
+
+/// The ops of `specs` (NAT switched on first when a NAT real exists, as the encoder does), and the reals.
+fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
     let mut ops = Vec::new();
-    let mut dest_ids = Vec::new();
+    let mut reals = Vec::new();
     let mut next_dest = 1;
+    if specs.iter().any(|s| s.reals.iter().any(|r| r.fwd == Fwd::Nat)) {
+        ops.push(MapOp::CfgSet {
+            val: Cfg {
+                flags: CFG_F_NAT,
+                _pad: 0,
+            },
+        });
+    }
     for (i, s) in specs.iter().enumerate() {
-        let (tcp, port) = SERVICES[s.which];
+        let (tcp, port, v6) = SERVICES[s.which];
         let id = i as u32 + 1;
         let mut svc = if tcp {
             Svc::tcp(id, port)
         } else {
             Svc::udp(id, port)
         };
+        if v6 {
+            svc = svc.on(VIP6);
+        }
         if s.wrr {
             svc = svc.wrr();
         }
+        if let Some(p) = s.rport {
+            svc = svc.rport(p);
+        }
+        let mut tun = Vec::new();
         for r in &s.reals {
             svc = svc.real_with(Real {
                 id: next_dest,
                 weight: r.weight,
                 neigh: r.neigh,
                 ifindex: if r.other_if { 9 } else { INGRESS },
-                fwd: if r.nat { Fwd::Nat } else { Fwd::Dr },
+                fwd: r.fwd,
             });
-            dest_ids.push(next_dest);
+            if r.fwd == Fwd::Tun {
+                tun.push((next_dest, r.mtu));
+            }
+            reals.push(RealOf {
+                id: next_dest,
+                tcp,
+                v6,
+                addr: real_ip(svc.vip, next_dest),
+                port: s.rport.unwrap_or(port),
+            });
             next_dest += 1;
         }
-        ops.extend(svc.ops());
+        // TUN reals get the director's outer address (the daemon's job, as their MACs) and an MTU.
+        ops.extend(svc.ops().into_iter().map(|op| match op {
+            MapOp::DestSet { id, mut val } => {
+                if let Some((_, mtu)) = tun.iter().find(|(t, _)| *t == id) {
+                    val.laddr = if val.family == Family::Inet6 as u8 {
+                        addr_v6("2001:db8:1::fe".parse::<std::net::Ipv6Addr>().unwrap().octets())
+                    } else {
+                        addr_v4([198, 18, 1, 254])
+                    };
+                    val.mtu = *mtu;
+                }
+                MapOp::DestSet { id, val }
+            }
+            op => op,
+        }));
     }
-    (ops, dest_ids)
+    (ops, reals)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum RouteKind {
+    Tx,
+    Redirect,
+    NotAttached,
+    NoNeigh,
+    FwdDisabled,
+    Unreachable,
+    NoRoute,
+}
+
+fn arb_route() -> impl Strategy<Value = RouteKind> {
+    prop_oneof![
+        8 => Just(RouteKind::Tx),
+        2 => Just(RouteKind::Redirect),
+        1 => Just(RouteKind::NotAttached),
+        2 => Just(RouteKind::NoNeigh),
+        1 => Just(RouteKind::FwdDisabled),
+        1 => Just(RouteKind::Unreachable),
+        1 => Just(RouteKind::NoRoute),
+    ]
+}
+
+/// Every address a NAT packet may be forwarded to: the reals of both families, then the clients.
+fn route_dests() -> Vec<(String, [u8; 6])> {
+    let mut v = Vec::new();
+    for id in 1..=MAX_REALS {
+        v.push((real_ip(VIP, id), real_mac(id)));
+        v.push((real_ip(VIP6, id), real_mac(id)));
+    }
+    for c in CLIENTS.iter().chain(&CLIENTS6) {
+        v.push(((*c).to_owned(), ROUTER_MAC));
+    }
+    v
+}
+
+/// The routing table where destination `i` of `route_dests()` answers `kinds[i]` (cycled).
+fn fib_of(kinds: &[RouteKind]) -> Fib {
+    let mut fib = Fib::new();
+    for (i, (dst, mac)) in route_dests().iter().enumerate() {
+        let (ret, ifindex) = match kinds[i % kinds.len()] {
+            RouteKind::Tx => (fib_ret::SUCCESS, INGRESS),
+            RouteKind::Redirect => (fib_ret::SUCCESS, TX_PORT),
+            RouteKind::NotAttached => (fib_ret::SUCCESS, NOT_ATTACHED),
+            RouteKind::NoNeigh => (fib_ret::NO_NEIGH, INGRESS),
+            RouteKind::FwdDisabled => (fib_ret::FWD_DISABLED, 0),
+            RouteKind::Unreachable => (fib_ret::UNREACHABLE, 0),
+            RouteKind::NoRoute => continue,
+        };
+        route(&mut fib, dst, ret, ifindex, *mac);
+    }
+    fib
+}
+
+fn arb_routes() -> impl Strategy<Value = Vec<RouteKind>> {
+    prop::collection::vec(arb_route(), 1..8)
 }
 
 #[derive(Clone, Debug)]
 struct PktSpec {
-    /// Protocol and port of the configured service `svc` (modulo their number), or `udp` and
-    /// `DPORTS[dport]` when `svc` is `SERVICES.len()`.
+    /// Protocol, port and family of the configured service `svc` (modulo their number), or `udp`,
+    /// `DPORTS[dport]` and `v6` when `svc` is `SERVICES.len()`.
     svc: usize,
     udp: bool,
+    v6: bool,
     client: usize,
     sport: u16,
     dst: usize,
@@ -111,6 +249,7 @@ struct PktSpec {
     options: usize,
     payload: usize,
     pad: bool,
+    ttl: u8,
 }
 
 impl PktSpec {
@@ -119,14 +258,22 @@ impl PktSpec {
         if self.vlan {
             p = p.vlan(42);
         }
-        p = p.ipv4(CLIENTS[self.client], DSTS[self.dst]);
-        if self.options > 0 {
-            p = p.ipv4_options(&vec![1u8; self.options * 4]); // NOPs
-        }
-        let (udp, dport) = match svcs.get(self.svc % svcs.len().max(1)) {
-            Some(s) if self.svc < SERVICES.len() => (!SERVICES[s.which].0, SERVICES[s.which].1),
-            _ => (self.udp, DPORTS[self.dport]),
+        let (udp, dport, v6) = match svcs.get(self.svc % svcs.len().max(1)) {
+            Some(s) if self.svc < SERVICES.len() => {
+                let (tcp, port, v6) = SERVICES[s.which];
+                (!tcp, port, v6)
+            }
+            _ => (self.udp, DPORTS[self.dport], self.v6),
         };
+        if v6 {
+            p = p.ipv6(CLIENTS6[self.client], DSTS6[self.dst]);
+        } else {
+            p = p.ipv4(CLIENTS[self.client], DSTS[self.dst]);
+            if self.options > 0 {
+                p = p.ipv4_options(&vec![1u8; self.options * 4]); // NOPs
+            }
+        }
+        p = p.ttl(self.ttl);
         p = if udp {
             p.udp(self.sport, dport)
         } else {
@@ -134,6 +281,45 @@ impl PktSpec {
         };
         p = p.payload(&vec![0xab; self.payload]);
         if self.pad { p.pad_to(60) } else { p }
+    }
+}
+
+/// A real server's packet to a client: its reply, if a connection exists.
+#[derive(Clone, Debug)]
+struct ReplySpec {
+    /// Index into the configured reals (modulo their number).
+    real: usize,
+    client: usize,
+    cport: u16,
+    /// Another source port than the real's (a packet that is no reply).
+    other_sport: bool,
+    flags: u8,
+    payload: usize,
+    ttl: u8,
+}
+
+impl ReplySpec {
+    fn packet(&self, reals: &[RealOf]) -> Option<Packet> {
+        let r = reals.get(self.real % reals.len().max(1))?;
+        let client = if r.v6 {
+            CLIENTS6[self.client]
+        } else {
+            CLIENTS[self.client]
+        };
+        let p = pkt().eth(real_mac(r.id), DIRECTOR_MAC);
+        let p = if r.v6 {
+            p.ipv6(&r.addr, client)
+        } else {
+            p.ipv4(&r.addr, client)
+        };
+        let sport = if self.other_sport { r.port + 1 } else { r.port };
+        let p = p.ttl(self.ttl);
+        let p = if r.tcp {
+            p.tcp(sport, self.cport).tcp_flags(self.flags)
+        } else {
+            p.udp(sport, self.cport)
+        };
+        Some(p.payload(&vec![0xcd; self.payload]))
     }
 }
 
@@ -152,33 +338,74 @@ fn arb_flags() -> impl Strategy<Value = u8> {
     ]
 }
 
+fn arb_ttl() -> impl Strategy<Value = u8> {
+    prop_oneof![12 => Just(64u8), 1 => Just(1), 1 => Just(2), 1 => Just(0)]
+}
+
+fn arb_sport() -> impl Strategy<Value = u16> {
+    prop_oneof![4 => Just(40000u16), 1 => 40001u16..40003]
+}
+
 fn arb_pkt() -> impl Strategy<Value = PktSpec> {
     (
-        0..SERVICES.len() + 1,
-        prop::bool::weighted(0.25),
-        prop_oneof![6 => Just(0usize), 1 => 1..CLIENTS.len()],
-        prop_oneof![4 => Just(40000u16), 1 => 40001u16..40003],
-        prop_oneof![9 => Just(0usize), 1 => Just(1usize)],
-        0..DPORTS.len(),
-        arb_flags(),
-        prop::bool::weighted(0.15),
-        prop_oneof![8 => Just(0usize), 1 => 1usize..=10],
-        prop_oneof![6 => 0usize..64, 1 => 64usize..3400],
-        prop::bool::weighted(0.2),
+        (
+            0..SERVICES.len() + 1,
+            prop::bool::weighted(0.25),
+            prop::bool::weighted(0.3),
+            prop_oneof![6 => Just(0usize), 1 => 1..CLIENTS.len()],
+            arb_sport(),
+            prop_oneof![9 => Just(0usize), 1 => Just(1usize)],
+            0..DPORTS.len(),
+        ),
+        (
+            arb_flags(),
+            prop::bool::weighted(0.15),
+            prop_oneof![8 => Just(0usize), 1 => 1usize..=10],
+            prop_oneof![6 => 0usize..64, 1 => 64usize..3400],
+            prop::bool::weighted(0.2),
+            arb_ttl(),
+        ),
     )
         .prop_map(
-            |(svc, udp, client, sport, dst, dport, flags, vlan, options, payload, pad)| PktSpec {
-                svc,
-                udp,
+            |((svc, udp, v6, client, sport, dst, dport), (flags, vlan, options, payload, pad, ttl))| {
+                PktSpec {
+                    svc,
+                    udp,
+                    v6,
+                    client,
+                    sport,
+                    dst,
+                    dport,
+                    flags,
+                    vlan,
+                    options,
+                    payload,
+                    pad,
+                    ttl,
+                }
+            },
+        )
+}
+
+fn arb_reply() -> impl Strategy<Value = ReplySpec> {
+    (
+        any::<usize>(),
+        prop_oneof![6 => Just(0usize), 1 => 1..CLIENTS.len()],
+        arb_sport(),
+        prop::bool::weighted(0.1),
+        arb_flags(),
+        prop_oneof![6 => 0usize..64, 1 => 64usize..1400],
+        arb_ttl(),
+    )
+        .prop_map(
+            |(real, client, cport, other_sport, flags, payload, ttl)| ReplySpec {
+                real,
                 client,
-                sport,
-                dst,
-                dport,
+                cport,
+                other_sport,
                 flags,
-                vlan,
-                options,
                 payload,
-                pad,
+                ttl,
             },
         )
 }
@@ -192,79 +419,104 @@ enum Mutation {
     Flip(usize, u8),
 }
 
+fn arb_mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        12 => Just(Mutation::None),
+        2 => (0u16..1000).prop_map(Mutation::Truncate),
+        2 => (0usize..128, 1u8..=255).prop_map(|(o, x)| Mutation::Flip(o, x)),
+    ]
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Packet(PktSpec, Mutation),
+    Reply(ReplySpec, Mutation),
     /// Random bytes after a valid Ethernet header of some EtherType.
     Junk(u16, Vec<u8>),
     Advance(u64),
     /// Frees dest slot `n % count` (the daemon deleting a real without rewriting the table yet).
     FreeDest(usize),
+    /// A new routing table.
+    Reroute(Vec<RouteKind>),
+    /// NAT replies looked up or not (`rvs_cfg`), whatever the reals are.
+    Nat(bool),
 }
 
 fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        12 => (arb_pkt(), prop_oneof![
-            12 => Just(Mutation::None),
-            2 => (0u16..1000).prop_map(Mutation::Truncate),
-            2 => (0usize..128, 1u8..=255).prop_map(|(o, x)| Mutation::Flip(o, x)),
-        ]).prop_map(|(p, m)| Step::Packet(p, m)),
+        12 => (arb_pkt(), arb_mutation()).prop_map(|(p, m)| Step::Packet(p, m)),
+        6 => (arb_reply(), arb_mutation()).prop_map(|(r, m)| Step::Reply(r, m)),
         1 => (prop_oneof![Just(0x0800u16), Just(0x8100), Just(0x86dd), Just(0x0806)], prop::collection::vec(any::<u8>(), 0..80))
             .prop_map(|(t, b)| Step::Junk(t, b)),
         2 => prop_oneof![1u64..1_000_000, 1_000_000_000u64..1_000_000_000_000].prop_map(Step::Advance),
         1 => any::<usize>().prop_map(Step::FreeDest),
+        1 => arb_routes().prop_map(Step::Reroute),
+        1 => any::<bool>().prop_map(Step::Nat),
     ]
 }
 
-fn frame_of(step: &Step, svcs: &[SvcSpec]) -> Option<Vec<u8>> {
-    match step {
-        Step::Packet(p, m) => {
-            let mut f = p.packet(svcs).build();
-            match *m {
-                Mutation::None => {}
-                Mutation::Truncate(pm) => {
-                    let keep = 14 + (f.len() - 14) * usize::from(pm) / 1000;
-                    f.truncate(keep);
-                }
-                Mutation::Flip(off, x) => {
-                    let i = off % f.len();
-                    f[i] ^= x;
-                }
-            }
-            Some(f)
+fn mutate(mut f: Vec<u8>, m: &Mutation) -> Vec<u8> {
+    match *m {
+        Mutation::None => {}
+        Mutation::Truncate(pm) => {
+            let keep = 14 + (f.len() - 14) * usize::from(pm) / 1000;
+            f.truncate(keep);
         }
+        Mutation::Flip(off, x) => {
+            let i = off % f.len();
+            f[i] ^= x;
+        }
+    }
+    f
+}
+
+fn frame_of(step: &Step, svcs: &[SvcSpec], reals: &[RealOf]) -> Option<Vec<u8>> {
+    match step {
+        Step::Packet(p, m) => Some(mutate(p.packet(svcs).build(), m)),
+        Step::Reply(r, m) => r.packet(reals).map(|p| mutate(p.build(), m)),
         Step::Junk(t, bytes) => {
             let mut f = pkt().eth(CLIENT_MAC, DIRECTOR_MAC).ethertype(*t).build();
             f.extend_from_slice(bytes);
             Some(f)
         }
-        Step::Advance(_) | Step::FreeDest(_) => None,
+        Step::Advance(_) | Step::FreeDest(_) | Step::Reroute(_) | Step::Nat(_) => None,
     }
 }
 
-fn run_sequence(svcs: &[SvcSpec], steps: &[Step]) -> Result<(), TestCaseError> {
+fn run_sequence(svcs: &[SvcSpec], routes: &[RouteKind], steps: &[Step]) -> Result<(), TestCaseError> {
     let mut pair = Pair::new();
-    let (ops, dest_ids) = build_config(svcs);
+    let (ops, reals) = build_config(svcs);
     pair.apply(&ops);
+    let mut fib = fib_of(routes);
     let mut now = T0;
     for (i, step) in steps.iter().enumerate() {
         match step {
             Step::Advance(ns) => now += ns,
-            Step::FreeDest(n) if !dest_ids.is_empty() => {
-                let id = dest_ids[n % dest_ids.len()];
+            Step::FreeDest(n) if !reals.is_empty() => {
+                let id = reals[n % reals.len()].id;
                 pair.apply(&[MapOp::DestSet {
                     id,
                     val: DestVal::default(),
                 }]);
             }
             Step::FreeDest(_) => {}
+            Step::Reroute(kinds) => fib = fib_of(kinds),
+            Step::Nat(on) => pair.apply(&[MapOp::CfgSet {
+                val: Cfg {
+                    flags: if *on { CFG_F_NAT } else { 0 },
+                    _pad: 0,
+                },
+            }]),
             _ => {
-                let frame = frame_of(step, svcs).expect("a packet step");
+                let Some(frame) = frame_of(step, svcs, &reals) else {
+                    continue;
+                };
                 now += 1000;
                 let env = Env {
                     now_ns: now,
                     cpu: CPU,
                     prandom: i as u32,
+                    fib: fib.clone(),
                 };
                 if let Err(report) = pair.step(&env, &frame) {
                     return Err(TestCaseError::fail(format!(
@@ -280,17 +532,28 @@ fn run_sequence(svcs: &[SvcSpec], steps: &[Step]) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 96,
+        cases: 128,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/difftest/corpus/props.txt"))),
         ..ProptestConfig::default()
     })]
 
-    /// Any configuration, any packet sequence: identical verdicts, bytes and maps after every step.
+    /// Any configuration, any routing, any sequence of client packets and replies: identical verdicts,
+    /// bytes and maps after every step.
     #[test]
     fn model_and_kernel_agree_on_any_packet_sequence(
         svcs in arb_svcs(),
+        routes in arb_routes(),
         steps in prop::collection::vec(arb_step(), 1..64),
     ) {
-        run_sequence(&svcs, &steps)?;
+        run_sequence(&svcs, &routes, &steps)?;
+    }
+}
+
+#[test]
+fn route_dests_fit_the_test_fib_and_parse() {
+    let d = route_dests();
+    assert!(d.len() <= rvs_abi::TEST_FIB_MAX as usize);
+    for (a, _) in &d {
+        a.parse::<IpAddr>().expect("address");
     }
 }

@@ -270,14 +270,18 @@ pub enum DropReason {
     Ipv6Bad = 12,
     /// NAT: the kernel's FIB says forwarding is disabled on the ingress interface.
     FwdDisabled = 13,
+    /// TUN: no room could be made for the outer header.
+    EncapFail = 14,
+    /// TUN: too big for the tunnel, and no ICMP error can say so.
+    TooBig = 15,
 }
 
 /// Number of drop counter slots. Mirrors `RVS_DROP__MAX`.
-pub const DROP_MAX: u32 = 14;
+pub const DROP_MAX: u32 = 16;
 
 impl DropReason {
     /// Every reason, in value order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::EthShort,
         DropReason::Ipv4Short,
         DropReason::Ipv4Bad,
@@ -291,6 +295,8 @@ impl DropReason {
         DropReason::Ipv6Short,
         DropReason::Ipv6Bad,
         DropReason::FwdDisabled,
+        DropReason::EncapFail,
+        DropReason::TooBig,
     ];
     /// The name operators see (`rvsadm --stats`, logs): the C enumerator without `RVS_DROP_`, lower case.
     pub const fn name(self) -> &'static str {
@@ -308,6 +314,8 @@ impl DropReason {
             DropReason::Ipv6Short => "ipv6_short",
             DropReason::Ipv6Bad => "ipv6_bad",
             DropReason::FwdDisabled => "fwd_disabled",
+            DropReason::EncapFail => "encap_fail",
+            DropReason::TooBig => "too_big",
         }
     }
 }
@@ -410,8 +418,12 @@ pub struct DestVal {
     pub svc_id: u32,
     /// `DEST_F_*`.
     pub flags: u32,
+    /// TUN: the director's address toward the real server (the outer source).
+    pub laddr: Addr,
+    /// TUN: path MTU toward the real server; 0 = unknown, not checked.
+    pub mtu: u32,
 }
-const _: () = assert!(core::mem::size_of::<DestVal>() == 48);
+const _: () = assert!(core::mem::size_of::<DestVal>() == 68);
 
 /// Per-service scheduler state. Mirrors `struct rvs_svc_state`.
 #[repr(C)]

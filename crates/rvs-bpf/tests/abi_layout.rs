@@ -98,13 +98,50 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     assert_layout!(t, "rvs_svc_key" => SvcKey { addr, port, proto, family });
     assert_layout!(t, "rvs_svc_val" => SvcVal { id, flags, sched, sched_base, sched_len, _pad });
     assert_layout!(t, "rvs_dest_val" => DestVal {
-        addr, port, family, fwd, dmac, smac, ifindex, weight, svc_id, flags
+        addr, port, family, fwd, dmac, smac, ifindex, weight, svc_id, flags, laddr, mtu
     });
     assert_layout!(t, "rvs_svc_state" => SvcState { pos });
     assert_layout!(t, "rvs_conn_key" => ConnKey { saddr, daddr, sport, dport, proto, family, _pad });
     assert_layout!(t, "rvs_conn_val" => ConnVal { dest_id, svc_id, created_ns, last_ns, state, flags, _pad });
     assert_layout!(t, "rvs_stats" => Stats { conns, inpkts, outpkts, inbytes, outbytes });
     assert_layout!(t, "rvs_test_env" => TestEnv { now_ns, prandom, cpu });
+    assert_layout!(t, "rvs_cfg" => Cfg { flags, _pad });
+    assert_layout!(t, "rvs_test_fib_key" => TestFibKey { addr, family, _pad });
+    assert_layout!(t, "rvs_test_fib" => TestFib { ret, ifindex, smac, dmac });
+}
+
+/// `fib_ret` holds the kernel's `BPF_FIB_LKUP_RET_*`, which the C takes from <linux/bpf.h>: the same
+/// header, read here, in its order (an anonymous enum counting from 0).
+#[test]
+fn fib_ret_values_are_the_kernel_headers() {
+    let h = std::fs::read_to_string("/usr/include/linux/bpf.h").expect("linux/bpf.h (linux-libc-dev)");
+    let start = h
+        .find("BPF_FIB_LKUP_RET_SUCCESS,")
+        .expect("BPF_FIB_LKUP_RET_SUCCESS in linux/bpf.h");
+    let names: Vec<&str> = h[start..]
+        .lines()
+        .map_while(|l| l.trim().strip_prefix("BPF_FIB_LKUP_RET_"))
+        .map(|l| l.split(',').next().unwrap().trim())
+        .collect();
+    let ours = [
+        ("SUCCESS", fib_ret::SUCCESS),
+        ("BLACKHOLE", fib_ret::BLACKHOLE),
+        ("UNREACHABLE", fib_ret::UNREACHABLE),
+        ("PROHIBIT", fib_ret::PROHIBIT),
+        ("NOT_FWDED", fib_ret::NOT_FWDED),
+        ("FWD_DISABLED", fib_ret::FWD_DISABLED),
+        ("UNSUPP_LWT", fib_ret::UNSUPP_LWT),
+        ("NO_NEIGH", fib_ret::NO_NEIGH),
+        ("FRAG_NEEDED", fib_ret::FRAG_NEEDED),
+        ("NO_SRC_ADDR", fib_ret::NO_SRC_ADDR),
+    ];
+    for (name, value) in ours {
+        assert_eq!(
+            names.iter().position(|n| *n == name).map(|i| i as u32),
+            Some(value),
+            "BPF_FIB_LKUP_RET_{name} in {names:?}"
+        );
+    }
 }
 
 /// Asserts that C enum `c` has exactly the enumerators `expected` (name, value).
@@ -187,9 +224,10 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
 #[test]
 fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
     let obj = aya_obj::Object::parse(rvs_bpf::RVS_XDP_OBJ).expect("aya-obj parses rvs_xdp.o");
-    let expect: [(&str, u32, usize, usize, u32); 9] = [
+    let expect: [(&str, u32, usize, usize, u32); 13] = [
         // (name, BPF_MAP_TYPE_*, key size, value size, max_entries)
         (map::SVC, 1, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
+        (map::SVC_ADDR, 2, 4, size_of::<SvcKey>(), MAX_SVC),
         (map::DEST, 2, 4, size_of::<DestVal>(), MAX_DEST),
         (map::SCHED, 2, 4, 4, SCHED_SLOTS),
         (map::SVC_ST, 2, 4, size_of::<SvcState>(), MAX_SVC),
@@ -203,6 +241,16 @@ fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
         (map::SVC_STATS, 6, 4, size_of::<Stats>(), MAX_SVC),
         (map::DEST_STATS, 6, 4, size_of::<Stats>(), MAX_DEST),
         (map::DROPS, 6, 4, 8, DropReason::ALL.len() as u32 + 1),
+        (map::CFG, 2, 4, size_of::<Cfg>(), 1),
+        // DEVMAP_HASH of struct bpf_devmap_val (ifindex, program fd/id)
+        (map::TX_PORTS, 25, 4, 8, MAX_TX_PORTS),
+        (
+            map::TEST_FIB,
+            1,
+            size_of::<TestFibKey>(),
+            size_of::<TestFib>(),
+            TEST_FIB_MAX,
+        ),
         (map::TEST_ENV, 2, 4, size_of::<TestEnv>(), 1),
     ];
     for (name, ty, key, value, max) in expect {

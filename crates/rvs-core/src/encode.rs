@@ -504,7 +504,10 @@ fn cfg_of(nat: bool) -> Cfg {
     }
 }
 
-/// The `rvs_dest` value of a real server of service `svc_id`.
+/// The `rvs_dest` value of a real server of service `svc_id`. A TUN real's `laddr` (the outer source)
+/// and `mtu` stay zero because `Neighbor` does not carry them yet: the data plane then tunnels from the
+/// unspecified address (0.0.0.0 or ::) without an MTU check, until the daemon resolves the route's
+/// source address and MTU toward the real server.
 fn dest_val(d: &Dest, svc_id: u32, neigh: Option<Neighbor>) -> DestVal {
     let (addr, family) = map_addr(d.key.addr);
     let fwd = match d.fwd {

@@ -10,7 +10,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
 use aya_obj::programs::XdpAttachType;
-use rvs_abi::{ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcVal, map};
+use rvs_abi::{Cfg, ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcVal, map};
 use rvs_bpf::{RVS_XDP_OBJ, XDP_PROG};
 
 use crate::error::DataplaneError;
@@ -102,6 +102,7 @@ impl Dataplane {
     }
 
     /// Native-mode attach through a pinned bpf_link (pin_dir/link_<ifname>); no-op if already attached.
+    /// The interface also goes into rvs_tx_ports, so that NAT can redirect packets to it.
     ///
     /// If the link exists but runs another program (this process loaded a new one), the new program
     /// is swapped into the link atomically: the interface never runs without a program. A link left
@@ -114,6 +115,9 @@ impl Dataplane {
             ifname: ifname.into(),
         })?;
         let link_path = self.pin_dir.join(format!("{LINK_PREFIX}{ifname}"));
+        // Before the program runs on it: a NAT route through this interface can then be taken from
+        // its first packet. Idempotent; a deleted interface leaves the devmap by itself.
+        self.maps.set_tx_port(ifindex)?;
         if link_path.exists() {
             let fd = sys::obj_get(&link_path)
                 .map_err(|e| DataplaneError::io("open pinned link", &link_path, e))?;
@@ -233,12 +237,37 @@ impl Dataplane {
             .collect())
     }
 
-    /// Every connection in rvs_conn (a snapshot of a table that changes while it is read).
+    /// Every connection in rvs_conn (a snapshot of a table that changes while it is read), without the
+    /// NAT reply entries (`CONN_F_REPLY`), which index a connection by its real server's side.
     ///
     /// # Errors
     /// A map read failed.
     pub fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
         self.maps.conns()
+    }
+
+    /// Every entry of rvs_conn, NAT reply entries included.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_entries(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
+        self.maps.conn_entries()
+    }
+
+    /// The interfaces NAT may redirect to (rvs_tx_ports), ascending.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn tx_ports(&self) -> Result<Vec<u32>, DataplaneError> {
+        self.maps.tx_ports()
+    }
+
+    /// The global switches (rvs_cfg).
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn cfg(&self) -> Result<Cfg, DataplaneError> {
+        self.maps.cfg()
     }
 
     /// Inserts or replaces a connection entry.
@@ -249,7 +278,7 @@ impl Dataplane {
         self.maps.set_conn(key, val)
     }
 
-    /// Deletes a connection entry (absent is fine).
+    /// Deletes a connection entry (absent is fine), and the reply entry of a NAT connection with it.
     ///
     /// # Errors
     /// The map write failed.

@@ -5,14 +5,21 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use aya::Ebpf;
-use aya::maps::{Array, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues};
-use rvs_abi::{ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcState, SvcVal, TestEnv, map};
+use aya::maps::xdp::XdpMapError;
+use aya::maps::{
+    Array, DevMapHash, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues,
+};
+use rvs_abi::{
+    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestVal, DropReason, Fwd, MapOp, Stats, SvcKey,
+    SvcState, SvcVal, TestEnv, TestFib, TestFibKey, map,
+};
 
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
-pub(crate) const MAP_NAMES: [&str; 9] = [
+pub(crate) const MAP_NAMES: [&str; 13] = [
     map::SVC,
+    map::SVC_ADDR,
     map::DEST,
     map::SCHED,
     map::SVC_ST,
@@ -20,12 +27,15 @@ pub(crate) const MAP_NAMES: [&str; 9] = [
     map::SVC_STATS,
     map::DEST_STATS,
     map::DROPS,
+    map::CFG,
+    map::TX_PORTS,
+    map::TEST_FIB,
     map::TEST_ENV,
 ];
 
 /// What a map of this build looks like; `conn_max` is rvs_conn's size.
 pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
-    use rvs_abi::{MAX_DEST, MAX_SVC, SCHED_SLOTS};
+    use rvs_abi::{MAX_DEST, MAX_SVC, MAX_TX_PORTS, SCHED_SLOTS, TEST_FIB_MAX};
     let spec = |map_type, key_size: usize, value_size: usize, max_entries| MapSpec {
         map_type,
         key_size: key_size as u32,
@@ -34,6 +44,7 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
     };
     match name {
         map::SVC => spec(MapType::Hash, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
+        map::SVC_ADDR => spec(MapType::Array, 4, size_of::<SvcKey>(), MAX_SVC),
         map::DEST => spec(MapType::Array, 4, size_of::<DestVal>(), MAX_DEST),
         map::SCHED => spec(MapType::Array, 4, 4, SCHED_SLOTS),
         map::SVC_ST => spec(MapType::Array, 4, size_of::<SvcState>(), MAX_SVC),
@@ -46,6 +57,15 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
         map::SVC_STATS => spec(MapType::PerCpuArray, 4, size_of::<Stats>(), MAX_SVC),
         map::DEST_STATS => spec(MapType::PerCpuArray, 4, size_of::<Stats>(), MAX_DEST),
         map::DROPS => spec(MapType::PerCpuArray, 4, 8, DropReason::ALL.len() as u32 + 1),
+        map::CFG => spec(MapType::Array, 4, size_of::<Cfg>(), 1),
+        // struct bpf_devmap_val: ifindex, then a program fd/id (none here).
+        map::TX_PORTS => spec(MapType::DevMapHash, 4, 8, MAX_TX_PORTS),
+        map::TEST_FIB => spec(
+            MapType::Hash,
+            size_of::<TestFibKey>(),
+            size_of::<TestFib>(),
+            TEST_FIB_MAX,
+        ),
         map::TEST_ENV => spec(MapType::Array, 4, size_of::<TestEnv>(), 1),
         other => unreachable!("unknown map {other}"),
     }
@@ -88,9 +108,10 @@ fn map_name_of(path: &Path) -> &'static str {
         .unwrap_or("(pinned map)")
 }
 
-/// Typed handles on the nine maps.
+/// Typed handles on the maps.
 pub(crate) struct Maps {
     svc: HashMap<MapData, SvcKey, SvcVal>,
+    svc_addr: Array<MapData, SvcKey>,
     dest: Array<MapData, DestVal>,
     sched: Array<MapData, u32>,
     svc_st: Array<MapData, SvcState>,
@@ -98,6 +119,9 @@ pub(crate) struct Maps {
     svc_stats: PerCpuArray<MapData, Stats>,
     dest_stats: PerCpuArray<MapData, Stats>,
     drops: PerCpuArray<MapData, u64>,
+    cfg: Array<MapData, Cfg>,
+    tx_ports: DevMapHash<MapData>,
+    test_fib: HashMap<MapData, TestFibKey, TestFib>,
     test_env: Array<MapData, TestEnv>,
     conn_max: u32,
 }
@@ -146,6 +170,7 @@ impl Maps {
         let conn: HashMap<MapData, ConnKey, ConnVal> = typed(map::CONN, conn)?;
         Ok(Maps {
             svc: typed(map::SVC, get(map::SVC)?)?,
+            svc_addr: typed(map::SVC_ADDR, get(map::SVC_ADDR)?)?,
             dest: typed(map::DEST, get(map::DEST)?)?,
             sched: typed(map::SCHED, get(map::SCHED)?)?,
             svc_st: typed(map::SVC_ST, get(map::SVC_ST)?)?,
@@ -153,6 +178,9 @@ impl Maps {
             svc_stats: typed(map::SVC_STATS, get(map::SVC_STATS)?)?,
             dest_stats: typed(map::DEST_STATS, get(map::DEST_STATS)?)?,
             drops: typed(map::DROPS, get(map::DROPS)?)?,
+            cfg: typed(map::CFG, get(map::CFG)?)?,
+            tx_ports: typed(map::TX_PORTS, get(map::TX_PORTS)?)?,
+            test_fib: typed(map::TEST_FIB, get(map::TEST_FIB)?)?,
             test_env: typed(map::TEST_ENV, get(map::TEST_ENV)?)?,
             conn_max,
         })
@@ -173,10 +201,15 @@ impl Maps {
 
     fn apply_one(&mut self, op: &MapOp) -> Result<(), DataplaneError> {
         match *op {
-            MapOp::SvcSet { key, val } => self
-                .svc
-                .insert(key, val, 0)
-                .map_err(|e| DataplaneError::map(map::SVC, format_args!("insert {key:?}"), e)),
+            // The id's key first: a reply that finds the service by id must find this key.
+            MapOp::SvcSet { key, val } => {
+                self.svc_addr
+                    .set(val.id, key, 0)
+                    .map_err(|e| DataplaneError::map(map::SVC_ADDR, format_args!("set [{}]", val.id), e))?;
+                self.svc
+                    .insert(key, val, 0)
+                    .map_err(|e| DataplaneError::map(map::SVC, format_args!("insert {key:?}"), e))
+            }
             // Deleting an absent service is not an error: the result is the same map.
             MapOp::SvcDel { key } => match self.svc.remove(&key) {
                 Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
@@ -196,7 +229,70 @@ impl Maps {
                 .map_err(|e| DataplaneError::map(map::SVC_ST, format_args!("set [{id}]"), e)),
             MapOp::SvcStatsClear { id } => clear_percpu(&mut self.svc_stats, map::SVC_STATS, id),
             MapOp::DestStatsClear { id } => clear_percpu(&mut self.dest_stats, map::DEST_STATS, id),
+            MapOp::CfgSet { val } => self
+                .cfg
+                .set(0, val, 0)
+                .map_err(|e| DataplaneError::map(map::CFG, "set [0]", e)),
         }
+    }
+
+    /// The global switches.
+    pub(crate) fn cfg(&self) -> Result<Cfg, DataplaneError> {
+        self.cfg
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map(map::CFG, "get [0]", e))
+    }
+
+    /// Lets the data plane redirect to `ifindex` (idempotent). The kernel refuses an ifindex that
+    /// names no device of the caller's network namespace.
+    pub(crate) fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| match e {
+                XdpMapError::MapError(e) => {
+                    DataplaneError::map(map::TX_PORTS, format_args!("insert [{ifindex}]"), e)
+                }
+                // Only possible with a chained program, which is never passed.
+                other => DataplaneError::io(
+                    "insert into rvs_tx_ports",
+                    map::TX_PORTS,
+                    std::io::Error::new(std::io::ErrorKind::Unsupported, other.to_string()),
+                ),
+            })
+    }
+
+    /// The interfaces in rvs_tx_ports, ascending.
+    pub(crate) fn tx_ports(&self) -> Result<Vec<u32>, DataplaneError> {
+        let mut v = self
+            .tx_ports
+            .keys()
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|e| DataplaneError::map(map::TX_PORTS, "iterate", e))?;
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Replaces the test routes (rvs_test_fib) with `routes`.
+    pub(crate) fn set_test_fib<'a>(
+        &mut self,
+        routes: impl IntoIterator<Item = (&'a TestFibKey, &'a TestFib)>,
+    ) -> Result<(), DataplaneError> {
+        let old = self
+            .test_fib
+            .keys()
+            .collect::<Result<Vec<TestFibKey>, _>>()
+            .map_err(|e| DataplaneError::map(map::TEST_FIB, "iterate", e))?;
+        for k in old {
+            self.test_fib
+                .remove(&k)
+                .map_err(|e| DataplaneError::map(map::TEST_FIB, format_args!("delete {k:?}"), e))?;
+        }
+        for (k, v) in routes {
+            self.test_fib
+                .insert(k, v, 0)
+                .map_err(|e| DataplaneError::map(map::TEST_FIB, format_args!("insert {k:?}"), e))?;
+        }
+        Ok(())
     }
 
     /// Every service.
@@ -273,10 +369,11 @@ impl Maps {
             .collect()
     }
 
-    /// Every connection. The table changes while it is walked (the data plane inserts, the LRU
-    /// evicts), so a key that vanished is skipped and a key seen twice (the walk restarts when its
-    /// cursor is evicted) is kept once; the walk stops after twice the table's size.
-    pub(crate) fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
+    /// Every entry of rvs_conn, NAT reply entries included. The table changes while it is walked (the
+    /// data plane inserts, the LRU evicts), so a key that vanished is skipped and a key seen twice (the
+    /// walk restarts when its cursor is evicted) is kept once; the walk stops after twice the table's
+    /// size.
+    pub(crate) fn conn_entries(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         let limit = self.conn_max as usize * 2;
@@ -292,6 +389,14 @@ impl Maps {
         Ok(out)
     }
 
+    /// The connections: every entry but the NAT reply entries, which only index a connection by its
+    /// real server's side (bpf/lib/conn.h).
+    pub(crate) fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
+        let mut v = self.conn_entries()?;
+        v.retain(|(_, c)| c.flags & CONN_F_REPLY == 0);
+        Ok(v)
+    }
+
     /// Inserts or replaces a connection (tests and tools; the data plane creates its own).
     pub(crate) fn set_conn(&mut self, key: &ConnKey, val: &ConnVal) -> Result<(), DataplaneError> {
         self.conn
@@ -299,8 +404,34 @@ impl Maps {
             .map_err(|e| DataplaneError::map(map::CONN, format_args!("insert {key:?}"), e))
     }
 
-    /// Deletes a connection; an absent one is not an error (it may have just been evicted).
+    /// Deletes a connection, and the reply entry of a NAT connection with it; an absent entry is not an
+    /// error (it may have just been evicted). The reply entry is found from the connection's real server
+    /// as rvs_dest holds it now; one left behind by a real server that changed meanwhile names a dest the
+    /// data plane no longer matches, and the LRU evicts it (it is the least recently used).
     pub(crate) fn delete_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
+        let val = match self.conn.get(key, 0) {
+            Ok(v) => Some(v),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => return Err(DataplaneError::map(map::CONN, format_args!("get {key:?}"), e)),
+        };
+        if let Some(val) = val
+            && val.flags & CONN_F_REPLY == 0
+        {
+            let dest = self.dest(val.dest_id)?;
+            if dest.flags & DEST_F_VALID != 0 && dest.fwd == Fwd::Nat as u8 && dest.svc_id == val.svc_id {
+                let rkey = reply_key(key, &dest);
+                if let Ok(r) = self.conn.get(&rkey, 0)
+                    && r.flags & CONN_F_REPLY != 0
+                    && (r.dest_id, r.svc_id) == (val.dest_id, val.svc_id)
+                {
+                    self.remove_conn(&rkey)?;
+                }
+            }
+        }
+        self.remove_conn(key)
+    }
+
+    fn remove_conn(&mut self, key: &ConnKey) -> Result<(), DataplaneError> {
         match self.conn.remove(key) {
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             r => r.map_err(|e| DataplaneError::map(map::CONN, format_args!("delete {key:?}"), e)),
@@ -312,6 +443,20 @@ impl Maps {
         self.test_env
             .set(0, env, 0)
             .map_err(|e| DataplaneError::map(map::TEST_ENV, "set [0]", e))
+    }
+}
+
+/// The key of the reply entry of the NAT connection `key` to `dest` (`rvs_conn_reply_key`,
+/// bpf/lib/conn.h): the real server's address and port to the client's.
+pub(crate) fn reply_key(key: &ConnKey, dest: &DestVal) -> ConnKey {
+    ConnKey {
+        saddr: dest.addr,
+        daddr: key.saddr,
+        sport: dest.port,
+        dport: key.sport,
+        proto: key.proto,
+        family: key.family,
+        _pad: [0; 2],
     }
 }
 

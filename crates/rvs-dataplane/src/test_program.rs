@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
-use rvs_abi::{ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcState, SvcVal, TestEnv, map};
+use rvs_abi::{
+    Cfg, ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib,
+    TestFibKey, map,
+};
 use rvs_bpf::{RVS_XDP_OBJ, XDP_PROG};
 
 use crate::error::DataplaneError;
@@ -185,12 +188,56 @@ impl TestProgram {
         self.maps.svc_st(id)
     }
 
-    /// Every connection.
+    /// Every connection, without the NAT reply entries (as [`crate::Dataplane::conns`]).
     ///
     /// # Errors
     /// A map read failed.
     pub fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
         self.maps.conns()
+    }
+
+    /// Every entry of rvs_conn, NAT reply entries included.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_entries(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
+        self.maps.conn_entries()
+    }
+
+    /// Lets the program redirect to `ifindex` (rvs_tx_ports), as [`crate::Dataplane::attach`] does.
+    ///
+    /// # Errors
+    /// The kernel refuses an ifindex that names no device in the calling thread's network namespace.
+    pub fn set_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.maps.set_tx_port(ifindex)
+    }
+
+    /// The interfaces in rvs_tx_ports, ascending.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn tx_ports(&self) -> Result<Vec<u32>, DataplaneError> {
+        self.maps.tx_ports()
+    }
+
+    /// Replaces the routes that `rvs_fib_lookup` answers from while the test hooks are on
+    /// (rvs_test_fib; a destination without a route gets `NOT_FWDED`, as the kernel's "no route").
+    ///
+    /// # Errors
+    /// A map write failed (more than `TEST_FIB_MAX` routes, for one).
+    pub fn set_test_fib<'a>(
+        &mut self,
+        routes: impl IntoIterator<Item = (&'a TestFibKey, &'a TestFib)>,
+    ) -> Result<(), DataplaneError> {
+        self.maps.set_test_fib(routes)
+    }
+
+    /// The global switches (rvs_cfg).
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn cfg(&self) -> Result<Cfg, DataplaneError> {
+        self.maps.cfg()
     }
 
     /// Inserts or replaces a connection entry (to set up a fixture).

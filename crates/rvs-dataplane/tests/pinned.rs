@@ -98,6 +98,13 @@ fn dropping_the_handle_keeps_forwarding_and_open_adopts_everything() {
         assert!(!dp.adopted());
         dp.attach("va0").expect("attach");
         dp.attach("va0").expect("attaching twice is a no-op");
+        // SAFETY: a NUL-terminated name; if_nametoindex reads this thread's network namespace.
+        let va0 = unsafe { libc::if_nametoindex(c"va0".as_ptr()) };
+        assert_eq!(
+            dp.tx_ports().unwrap(),
+            [va0],
+            "an attached interface is a NAT redirect target"
+        );
         dp.apply(&one_service(TCP, 1, &[0], 2)).expect("apply");
         dp.set_conn(&conn_key(), &conn_val()).expect("write a connection");
         dp.prog_id()
@@ -125,6 +132,7 @@ fn dropping_the_handle_keeps_forwarding_and_open_adopts_everything() {
         );
         assert_eq!(dp.services().unwrap().len(), 1);
         assert_eq!(dp.dests().unwrap().len(), 1);
+        assert_eq!(dp.tx_ports().unwrap().len(), 1, "the devmap is pinned too");
         dp.attach("va0").expect("attach after adopt is a no-op");
         dp.prog_id()
     });

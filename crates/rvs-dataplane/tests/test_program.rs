@@ -196,3 +196,114 @@ fn a_real_server_without_a_resolved_mac_drops_no_neigh() {
     assert_eq!(action, XDP_DROP);
     assert_eq!(drop_count(&p, DropReason::NoNeigh), 1);
 }
+
+/// A NAT service VIP:VPORT -> 198.18.1.9:8080 (dest 0), NAT switched on.
+fn nat_service(proto: u8) -> Vec<rvs_abi::MapOp> {
+    let mut ops = one_service(proto, 1, &[0], 0);
+    if let rvs_abi::MapOp::DestSet { val, .. } = &mut ops[0] {
+        *val = rvs_abi::DestVal {
+            addr: rvs_abi::addr_v4([198, 18, 1, 9]),
+            port: rvs_abi::Be16::new(8080),
+            fwd: rvs_abi::Fwd::Nat as u8,
+            dmac: [0; 6],
+            smac: [0; 6],
+            ifindex: 0,
+            flags: rvs_abi::DEST_F_VALID,
+            ..*val
+        };
+    }
+    ops.insert(
+        0,
+        rvs_abi::MapOp::CfgSet {
+            val: rvs_abi::Cfg {
+                flags: rvs_abi::CFG_F_NAT,
+                _pad: 0,
+            },
+        },
+    );
+    ops
+}
+
+#[test]
+fn nat_rewrites_by_the_test_routes_and_replies_find_their_connection() {
+    let mut p = load();
+    p.apply(&nat_service(TCP)).unwrap();
+    assert_eq!(p.cfg().unwrap().flags, rvs_abi::CFG_F_NAT);
+    let route = |ret| {
+        (
+            rvs_abi::TestFibKey::v4([198, 18, 1, 9]),
+            rvs_abi::TestFib {
+                ret,
+                ifindex: TestProgram::INGRESS_IFINDEX,
+                smac: DIRECTOR_MAC,
+                dmac: rs_mac(9),
+            },
+        )
+    };
+    let client_route = (
+        rvs_abi::TestFibKey::v4(CLIENT),
+        rvs_abi::TestFib {
+            ret: rvs_abi::fib_ret::SUCCESS,
+            ifindex: TestProgram::INGRESS_IFINDEX,
+            smac: DIRECTOR_MAC,
+            dmac: CLIENT_MAC,
+        },
+    );
+    let no_neigh = [route(rvs_abi::fib_ret::NO_NEIGH)];
+    p.set_test_fib(no_neigh.iter().map(|(k, v)| (k, v))).unwrap();
+    let syn = tcp_frame(40000, VIP, VPORT, SYN, b"");
+    let (action, out) = p.run(&env(1), &syn).unwrap();
+    assert_eq!(
+        action, XDP_PASS,
+        "no neighbour yet: the kernel forwards and resolves it"
+    );
+    assert_eq!(out[30..34], [198, 18, 1, 9], "already rewritten");
+    assert_eq!(out[22], 64, "TTL left to the kernel");
+
+    let ok = [route(rvs_abi::fib_ret::SUCCESS), client_route];
+    p.set_test_fib(ok.iter().map(|(k, v)| (k, v))).unwrap();
+    let (action, out) = p.run(&env(2), &syn).unwrap();
+    assert_eq!(action, XDP_TX);
+    assert_eq!((out[0..6].to_vec(), out[22]), (rs_mac(9).to_vec(), 63));
+    assert_eq!(out[36..38], 8080u16.to_be_bytes());
+
+    // The connection and its reply entry; conns() shows only the connection.
+    assert_eq!(p.conn_entries().unwrap().len(), 2);
+    let conns = p.conns().unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].1.flags, 0);
+
+    // The real's SYN+ACK goes back from VIP:VPORT.
+    let reply = etherparse::PacketBuilder::ethernet2(rs_mac(9), DIRECTOR_MAC)
+        .ipv4([198, 18, 1, 9], CLIENT, 64)
+        .tcp(8080, 40000, 5, 64240)
+        .syn()
+        .ack(1001);
+    let mut frame = Vec::new();
+    reply.write(&mut frame, &[]).unwrap();
+    let (action, out) = p.run(&env(3), &frame).unwrap();
+    assert_eq!(action, XDP_TX);
+    assert_eq!(out[0..6], CLIENT_MAC);
+    assert_eq!(out[26..30], VIP, "source is the virtual address again");
+    assert_eq!(out[34..36], VPORT.to_be_bytes());
+    let s = p.svc_stats_cpu(0, 0).unwrap();
+    assert_eq!((s.inpkts, s.outpkts), (2, 1));
+
+    // Deleting the connection (the daemon's expiry sweep) takes its reply entry with it.
+    p.delete_conn(&conns[0].0).unwrap();
+    assert!(p.conn_entries().unwrap().is_empty());
+    let (action, out) = p.run(&env(4), &frame).unwrap();
+    assert_eq!(
+        (action, out),
+        (XDP_PASS, frame),
+        "no connection: the reply passes untouched"
+    );
+}
+
+#[test]
+fn redirect_targets_must_exist_and_are_listed() {
+    let mut p = load();
+    p.set_tx_port(TestProgram::INGRESS_IFINDEX).expect("lo exists");
+    assert_eq!(p.tx_ports().unwrap(), [TestProgram::INGRESS_IFINDEX]);
+    assert!(p.set_tx_port(999_999).is_err(), "no such interface");
+}

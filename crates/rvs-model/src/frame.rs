@@ -8,6 +8,9 @@ pub const XDP_PACKET_HEADROOM: usize = 256;
 pub const XDP_FRAME_SIZE: usize = 40;
 /// Ethernet header length (`ETH_HLEN`): `bpf_xdp_adjust_head` never leaves a shorter frame.
 pub const ETH_HLEN: usize = 14;
+/// The longest frame BPF_PROG_TEST_RUN builds (net/bpf/test_run.c: a page minus the headroom and the
+/// aligned `struct skb_shared_info`): what `bpf_xdp_adjust_tail` can grow a frame to.
+pub const XDP_TEST_RUN_MAX_LEN: usize = 3520;
 
 /// `ctx->ingress_ifindex` of a frame run through BPF_PROG_TEST_RUN without a context: the kernel runs
 /// the program on rx queue 0 of the caller's loopback device (net/bpf/test_run.c,
@@ -120,6 +123,27 @@ impl Frame {
         Ok(())
     }
 
+    /// `bpf_xdp_adjust_tail(ctx, delta)`: a negative delta cuts the end of the frame, a positive one
+    /// grows it (with zeros here; the kernel leaves whatever the buffer held, which a program must
+    /// overwrite before it sends it) up to `XDP_TEST_RUN_MAX_LEN`.
+    ///
+    /// # Errors
+    /// `FrameError` (the kernel's `-EINVAL`) when the frame would become shorter than an Ethernet header
+    /// or longer than the buffer allows; the frame is then unchanged.
+    pub fn adjust_tail(&mut self, delta: i32) -> Result<(), FrameError> {
+        let new = self.data_end as i64 + i64::from(delta);
+        let len = new - self.data as i64;
+        if len < ETH_HLEN as i64 || len > XDP_TEST_RUN_MAX_LEN as i64 {
+            return Err(FrameError);
+        }
+        let new = new as usize;
+        if new > self.buf.len() {
+            self.buf.resize(new, 0);
+        }
+        self.data_end = new;
+        Ok(())
+    }
+
     /// `bpf_redirect(ifindex, flags)` as XDP programs see it: any flag aborts, else the target is
     /// remembered and the program should return the result.
     pub fn redirect(&mut self, ifindex: u32, flags: u64) -> XdpAction {
@@ -128,6 +152,24 @@ impl Frame {
         }
         self.redirect = Some(ifindex);
         XdpAction::Redirect
+    }
+
+    /// `bpf_redirect_map(map, key, flags)` on a devmap, given what the map holds for `key`: `flags`
+    /// outside the action bits abort; no entry returns the action in `flags` (the fallback); else the
+    /// target is remembered and XDP_REDIRECT returned.
+    pub fn redirect_map(&mut self, entry: Option<u32>, flags: u64) -> XdpAction {
+        // XDP_ABORTED | XDP_DROP | XDP_PASS | XDP_TX: the actions a fallback may name.
+        const ACTION_MASK: u64 = 3;
+        if flags & !ACTION_MASK != 0 {
+            return XdpAction::Aborted;
+        }
+        match entry {
+            None => XdpAction::from_u32(flags as u32).unwrap_or(XdpAction::Aborted),
+            Some(ifindex) => {
+                self.redirect = Some(ifindex);
+                XdpAction::Redirect
+            }
+        }
     }
 
     /// Interface set by the last `redirect` call, if any.
@@ -160,6 +202,35 @@ mod tests {
         assert!(f.adjust_head(46).is_ok());
         assert_eq!(f.len(), 14);
         assert_eq!(f.adjust_head(1), Err(FrameError));
+    }
+
+    #[test]
+    fn adjust_tail_cuts_and_grows_within_bounds() {
+        let mut f = Frame::new(&[7u8; 60]);
+        assert!(f.adjust_tail(-46).is_ok());
+        assert_eq!(f.data(), &[7u8; 14]);
+        assert_eq!(f.adjust_tail(-1), Err(FrameError));
+        assert!(f.adjust_tail(10).is_ok());
+        assert_eq!(f.len(), 24);
+        assert_eq!(
+            f.adjust_tail((XDP_TEST_RUN_MAX_LEN - 24 + 1) as i32),
+            Err(FrameError)
+        );
+        assert!(f.adjust_tail((XDP_TEST_RUN_MAX_LEN - 24) as i32).is_ok());
+        assert_eq!(f.len(), XDP_TEST_RUN_MAX_LEN);
+    }
+
+    #[test]
+    fn redirect_map_falls_back_to_the_flags_action() {
+        let mut f = Frame::new(&[0u8; 14]);
+        assert_eq!(f.redirect_map(None, XdpAction::Pass as u64), XdpAction::Pass);
+        assert_eq!(f.redirect_target(), None);
+        assert_eq!(
+            f.redirect_map(Some(5), XdpAction::Pass as u64),
+            XdpAction::Redirect
+        );
+        assert_eq!(f.redirect_target(), Some(5));
+        assert_eq!(f.redirect_map(Some(5), 1 << 3), XdpAction::Aborted);
     }
 
     #[test]

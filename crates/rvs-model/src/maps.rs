@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use rvs_abi::{
-    ConnKey, ConnVal, DROP_MAX, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS, Stats, SvcKey, SvcState,
-    SvcVal,
+    Cfg, ConnKey, ConnVal, DROP_MAX, DestVal, MAX_DEST, MAX_SVC, MAX_TX_PORTS, MapOp, SCHED_SLOTS, Stats,
+    SvcKey, SvcState, SvcVal,
 };
 
 /// `BPF_ANY`: create or replace.
@@ -336,6 +336,8 @@ impl<T: Copy + Default + PartialEq> PerCpuArrayMap<T> {
 pub struct Maps {
     /// Virtual services.
     pub rvs_svc: HashMapBpf<SvcKey, SvcVal>,
+    /// Service id -> the service's key (written with every `SvcSet`).
+    pub rvs_svc_addr: ArrayMap<SvcKey>,
     /// Real servers by dest id.
     pub rvs_dest: ArrayMap<DestVal>,
     /// Scheduler tables: dest ids.
@@ -350,6 +352,11 @@ pub struct Maps {
     pub rvs_dest_stats: PerCpuArrayMap<Stats>,
     /// Per-CPU drop counters per `DropReason`.
     pub rvs_drops: PerCpuArrayMap<u64>,
+    /// Global switches (`rvs_cfg[0]`).
+    pub rvs_cfg: ArrayMap<Cfg>,
+    /// Devmap (hash) of the interfaces a redirect may use: ifindex -> ifindex. The kernel refuses an
+    /// ifindex that names no device; the model cannot know, so its users insert only real ones.
+    pub rvs_tx_ports: HashMapBpf<u32, u32>,
 }
 
 impl Maps {
@@ -358,6 +365,7 @@ impl Maps {
     pub fn new(conn_max: u32) -> Self {
         Maps {
             rvs_svc: HashMapBpf::new(MAX_SVC),
+            rvs_svc_addr: ArrayMap::new(MAX_SVC),
             rvs_dest: ArrayMap::new(MAX_DEST),
             rvs_sched: ArrayMap::new(SCHED_SLOTS),
             rvs_svc_st: ArrayMap::new(MAX_SVC),
@@ -365,10 +373,12 @@ impl Maps {
             rvs_svc_stats: PerCpuArrayMap::new(MAX_SVC),
             rvs_dest_stats: PerCpuArrayMap::new(MAX_DEST),
             rvs_drops: PerCpuArrayMap::new(DROP_MAX),
+            rvs_cfg: ArrayMap::new(1),
+            rvs_tx_ports: HashMapBpf::new(MAX_TX_PORTS),
         }
     }
 
-    /// Applies `ops` in order, as the daemon's data plane does.
+    /// Applies `ops` in order, as the daemon's data plane does (a `SvcSet` also writes `rvs_svc_addr`).
     ///
     /// # Errors
     /// The first op a map refuses; the ops before it stay applied.
@@ -385,13 +395,17 @@ impl Maps {
 
     fn apply_one(&mut self, op: &MapOp) -> Result<(), MapError> {
         match *op {
-            MapOp::SvcSet { key, val } => self.rvs_svc.update(key, val, BPF_ANY),
+            MapOp::SvcSet { key, val } => {
+                self.rvs_svc_addr.update(val.id, key, BPF_ANY)?;
+                self.rvs_svc.update(key, val, BPF_ANY)
+            }
             MapOp::SvcDel { key } => self.rvs_svc.delete(&key),
             MapOp::DestSet { id, val } => self.rvs_dest.update(id, val, BPF_ANY),
             MapOp::SchedSet { slot, dest_id } => self.rvs_sched.update(slot, dest_id, BPF_ANY),
             MapOp::SvcStateSet { id, val } => self.rvs_svc_st.update(id, val, BPF_ANY),
             MapOp::SvcStatsClear { id } => self.rvs_svc_stats.clear(id),
             MapOp::DestStatsClear { id } => self.rvs_dest_stats.clear(id),
+            MapOp::CfgSet { val } => self.rvs_cfg.update(0, val, BPF_ANY),
         }
     }
 }

@@ -1,15 +1,17 @@
-//! Ethernet (+ one 802.1Q tag), IPv4, TCP and UDP parsing into [`Pkt`]. Mirrors bpf/lib/parse.h: the
+//! Ethernet (+ one 802.1Q tag), IPv4, IPv6, TCP and UDP parsing into [`Pkt`]. Mirrors bpf/lib/parse.h: the
 //! checks run in the C's order, so both sides report the same drop reason for a frame that is wrong in
 //! more than one way.
 
-use rvs_abi::{Addr, Be16, Be32, DropReason, Family};
+use rvs_abi::{Addr, Be16, Be32, DropReason, Family, addr_v6};
 
 use crate::frame::XdpAction;
-use crate::wire::{eth, ipv4, tcp, udp};
+use crate::wire::{eth, ipv4, ipv6, tcp, udp};
 use crate::xdp::Verdict;
 
 /// `RVS_VLAN_HLEN`.
 pub const RVS_VLAN_HLEN: usize = eth::VLAN_LEN;
+/// `RVS_IPV6_HLEN`.
+pub const RVS_IPV6_HLEN: usize = ipv6::HEADER_LEN;
 
 /// What the later stages need to know about a packet. Mirrors `struct rvs_pkt` (bpf/lib/parse.h);
 /// addresses and ports stay in network order.
@@ -51,9 +53,11 @@ pub fn rvs_parse_eth(data: &[u8], pkt: &mut Pkt) -> Verdict {
         proto = tag.ethertype();
         off += RVS_VLAN_HLEN;
     }
-    if proto != eth::ETH_P_IP {
-        return Verdict::Action(XdpAction::Pass);
-    }
+    pkt.family = match proto {
+        eth::ETH_P_IP => Family::Inet as u8,
+        eth::ETH_P_IPV6 => Family::Inet6 as u8,
+        _ => return Verdict::Action(XdpAction::Pass),
+    };
     pkt.l3_off = off as u16;
     Verdict::Ok
 }
@@ -85,10 +89,52 @@ pub fn rvs_parse_ipv4(data: &[u8], pkt: &mut Pkt) -> Verdict {
     pkt.saddr[0] = Be32::from_wire(ip.saddr());
     pkt.daddr[0] = Be32::from_wire(ip.daddr());
     pkt.proto = ip.protocol();
-    pkt.family = Family::Inet as u8;
     pkt.ip_len = tot_len as u16;
     pkt.l4_off = pkt.l3_off + hlen as u16;
     Verdict::Ok
+}
+
+/// Mirrors `rvs_parse_ipv6` (bpf/lib/parse.h).
+pub fn rvs_parse_ipv6(data: &[u8], pkt: &mut Pkt) -> Verdict {
+    let rest = data.get(usize::from(pkt.l3_off)..).unwrap_or_default();
+    let Some(ip6) = ipv6::Header::new_checked(rest) else {
+        return Verdict::Drop(DropReason::Ipv6Short);
+    };
+    if ip6.version() != 6 {
+        return Verdict::Drop(DropReason::Ipv6Bad);
+    }
+    let plen = usize::from(ip6.payload_len());
+    if RVS_IPV6_HLEN + plen > rest.len() {
+        return Verdict::Drop(DropReason::Ipv6Bad);
+    }
+    if ip6.next_header() != ipv4::IPPROTO_TCP && ip6.next_header() != ipv4::IPPROTO_UDP {
+        return Verdict::Action(XdpAction::Pass);
+    }
+    pkt.saddr = addr_v6(ip6.saddr());
+    pkt.daddr = addr_v6(ip6.daddr());
+    pkt.proto = ip6.next_header();
+    // Fits: the frame holds it (and XDP frames are far below 64 KiB).
+    pkt.ip_len = (RVS_IPV6_HLEN + plen) as u16;
+    pkt.l4_off = pkt.l3_off + RVS_IPV6_HLEN as u16;
+    Verdict::Ok
+}
+
+/// The parse stages of `rvs_xdp_process` (bpf/rvs_xdp.c) in order: Ethernet, the IP version it names,
+/// TCP/UDP. `Verdict::Ok` when the packet is IPv4 or IPv6 TCP or UDP.
+pub fn parse_all(data: &[u8], pkt: &mut Pkt) -> Verdict {
+    let ret = rvs_parse_eth(data, pkt);
+    if ret != Verdict::Ok {
+        return ret;
+    }
+    let ret = if pkt.family == Family::Inet as u8 {
+        rvs_parse_ipv4(data, pkt)
+    } else {
+        rvs_parse_ipv6(data, pkt)
+    };
+    if ret != Verdict::Ok {
+        return ret;
+    }
+    rvs_parse_l4(data, pkt)
 }
 
 /// Mirrors `rvs_parse_l4` (bpf/lib/parse.h).
@@ -140,13 +186,51 @@ mod tests {
 
     fn parse_all(data: &[u8]) -> (Verdict, Pkt) {
         let mut pkt = Pkt::default();
-        for stage in [rvs_parse_eth, rvs_parse_ipv4, rvs_parse_l4] {
-            let v = stage(data, &mut pkt);
-            if v != Verdict::Ok {
-                return (v, pkt);
-            }
+        let v = super::parse_all(data, &mut pkt);
+        (v, pkt)
+    }
+
+    fn tcp6_syn(payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10],
+                64,
+            )
+            .tcp(40000, 80, 1, 1024)
+            .syn();
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn ipv6_tcp_syn_fills_pkt() {
+        let (v, pkt) = parse_all(&tcp6_syn(b"hi"));
+        assert_eq!(v, Verdict::Ok);
+        assert_eq!(rvs_abi::addr_bytes(&pkt.saddr)[15], 5);
+        assert_eq!(rvs_abi::addr_bytes(&pkt.daddr)[15], 0x10);
+        assert_eq!((pkt.l3_off, pkt.l4_off, pkt.ip_len), (14, 54, 62));
+        assert_eq!((pkt.proto, pkt.family), (6, Family::Inet6 as u8));
+    }
+
+    #[test]
+    fn ipv6_truncations_versions_and_other_next_headers() {
+        let f = tcp6_syn(b"");
+        assert_eq!(parse_all(&f[..14 + 39]).0, Verdict::Drop(DropReason::Ipv6Short));
+        assert_eq!(parse_all(&f[..70]).0, Verdict::Drop(DropReason::Ipv6Bad));
+        let mut v4 = f.clone();
+        v4[14] = 0x40;
+        assert_eq!(parse_all(&v4).0, Verdict::Drop(DropReason::Ipv6Bad));
+        for nh in [0u8, 43, 44, 58, 60] {
+            let mut x = f.clone();
+            x[14 + 6] = nh;
+            assert_eq!(
+                parse_all(&x).0,
+                Verdict::Action(XdpAction::Pass),
+                "next header {nh}"
+            );
         }
-        (Verdict::Ok, pkt)
     }
 
     #[test]
@@ -177,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn non_ipv4_and_fragments_pass() {
+    fn non_ip_and_fragments_pass() {
         let mut f = tcp_syn(b"");
         f[12..14].copy_from_slice(&eth::ETH_P_ARP.to_be_bytes());
         assert_eq!(parse_all(&f).0, Verdict::Action(XdpAction::Pass));

@@ -1,18 +1,19 @@
 //! The director's packet path. Mirrors bpf/rvs_xdp.c.
 
-use rvs_abi::{DestVal, DropReason, Fwd, SvcVal};
+use rvs_abi::{CONN_F_REPLY, DestVal, DropReason, Fwd, SvcVal};
 
 use crate::conn::{
-    rvs_conn_create, rvs_conn_dest, rvs_conn_is_new, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused,
-    rvs_conn_touch,
+    RVS_TCP_DIR_OUTPUT, rvs_conn_client_key, rvs_conn_create, rvs_conn_dest, rvs_conn_is_new,
+    rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused, rvs_conn_touch, rvs_tcp_dir_in,
 };
 use crate::env::{Env, rvs_cpu, rvs_now_ns};
 use crate::frame::{Frame, XdpAction};
 use crate::fwd::dr::rvs_dr_xmit;
+use crate::fwd::nat::{rvs_nat_enabled, rvs_nat_from_dest, rvs_nat_reply_xmit, rvs_nat_xmit};
 use crate::maps::Maps;
-use crate::parse::{Pkt, rvs_parse_eth, rvs_parse_ipv4, rvs_parse_l4};
+use crate::parse::{Pkt, parse_all};
 use crate::sched::rvs_sched_pick;
-use crate::stats::{rvs_stats_conn, rvs_stats_drop, rvs_stats_in};
+use crate::stats::{rvs_stats_conn, rvs_stats_drop, rvs_stats_in, rvs_stats_out};
 use crate::svc::rvs_svc_lookup;
 
 /// What every stage of the packet path returns. Mirrors the int convention of bpf/lib/verdict.h:
@@ -39,10 +40,12 @@ pub fn rvs_xdp_conn(
     // A copy of the entry; the C writes through the map's pointer, here `peek_mut` writes it back.
     let conn = rvs_conn_lookup(maps, &key).copied();
     if let Some(mut conn) = conn
+        && conn.flags & CONN_F_REPLY == 0
         && !rvs_conn_reused(&conn, pkt)
         && let Some(dest) = rvs_conn_dest(maps, &conn, svc)
     {
-        rvs_conn_touch(&mut conn, pkt, now_ns);
+        let dir = rvs_tcp_dir_in(conn.flags);
+        rvs_conn_touch(&mut conn, pkt, dir, now_ns);
         if let Some(slot) = maps.rvs_conn.peek_mut(&key) {
             *slot = conn;
         }
@@ -58,31 +61,86 @@ pub fn rvs_xdp_conn(
 }
 
 /// Mirrors `rvs_xdp_forward` (bpf/rvs_xdp.c).
-pub fn rvs_xdp_forward(frame: &mut Frame, dest: &DestVal) -> Verdict {
+pub fn rvs_xdp_forward(maps: &Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt, dest: &DestVal) -> Verdict {
     if dest.fwd == Fwd::Dr as u8 {
         return rvs_dr_xmit(frame, dest);
     }
+    if dest.fwd == Fwd::Nat as u8 {
+        return rvs_nat_xmit(maps, env, frame, pkt, dest);
+    }
+    if dest.fwd == Fwd::Tun as u8 {
+        return crate::fwd::tun::rvs_tun_xmit(frame, env, pkt, dest);
+    }
     Verdict::Drop(DropReason::FwdUnsupp)
+}
+
+/// Mirrors `rvs_xdp_reply` (bpf/rvs_xdp.c).
+pub fn rvs_xdp_reply(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt) -> Verdict {
+    let pass = Verdict::Action(XdpAction::Pass);
+    if !rvs_nat_enabled(maps) {
+        return pass;
+    }
+    let rkey = rvs_conn_key_of(pkt);
+    let Some(rep) = rvs_conn_lookup(maps, &rkey).copied() else {
+        return pass;
+    };
+    if rep.flags & CONN_F_REPLY == 0 {
+        return pass;
+    }
+    let svc_id = rep.svc_id;
+    let Some(vs) = maps.rvs_svc_addr.lookup(svc_id) else {
+        return pass;
+    };
+    let svc = match maps.rvs_svc.lookup(&vs) {
+        Some(svc) if svc.id == svc_id => *svc,
+        _ => return pass,
+    };
+    let key = rvs_conn_client_key(pkt, &vs);
+    let Some(mut conn) = rvs_conn_lookup(maps, &key).copied() else {
+        return pass;
+    };
+    if conn.flags & CONN_F_REPLY != 0 || conn.dest_id != rep.dest_id {
+        return pass;
+    }
+    let Some(dest) = rvs_conn_dest(maps, &conn, &svc) else {
+        return pass;
+    };
+    if !rvs_nat_from_dest(pkt, &dest) {
+        return pass;
+    }
+    let now_ns = rvs_now_ns(env);
+    rvs_conn_touch(&mut conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
+    // The C writes both entries through the map's pointers; here they are written back.
+    if let Some(slot) = maps.rvs_conn.peek_mut(&key) {
+        *slot = conn;
+    }
+    if let Some(slot) = maps.rvs_conn.peek_mut(&rkey) {
+        slot.last_ns = now_ns;
+    }
+    let ret = rvs_nat_reply_xmit(maps, env, frame, pkt, &vs);
+    if let Verdict::Drop(_) = ret {
+        return ret;
+    }
+    rvs_stats_out(maps, rvs_cpu(env), svc_id, conn.dest_id, u32::from(pkt.ip_len));
+    ret
 }
 
 /// Mirrors `rvs_xdp_process` (bpf/rvs_xdp.c).
 pub fn rvs_xdp_process(maps: &mut Maps, env: &Env, frame: &mut Frame) -> Verdict {
     let mut pkt = Pkt::default();
-    for stage in [rvs_parse_eth, rvs_parse_ipv4, rvs_parse_l4] {
-        let ret = stage(frame.data(), &mut pkt);
-        if ret != Verdict::Ok {
-            return ret;
-        }
+    let ret = parse_all(frame.data(), &mut pkt);
+    if ret != Verdict::Ok {
+        return ret;
     }
     let Some(svc) = rvs_svc_lookup(maps, &pkt) else {
-        return Verdict::Action(XdpAction::Pass);
+        return rvs_xdp_reply(maps, env, frame, &mut pkt);
     };
     let cpu = rvs_cpu(env);
     let (dest_id, dest) = match rvs_xdp_conn(maps, cpu, &pkt, &svc, rvs_now_ns(env)) {
         Ok(d) => d,
         Err(reason) => return Verdict::Drop(reason),
     };
-    let ret = rvs_xdp_forward(frame, &dest);
+    let ret = rvs_xdp_forward(maps, env, frame, &mut pkt, &dest);
     if let Verdict::Drop(_) = ret {
         return ret;
     }
@@ -163,7 +221,7 @@ mod tests {
         let env = Env {
             now_ns: 7,
             cpu: 1,
-            prandom: 0,
+            ..Env::default()
         };
         assert_eq!(rvs_xdp_ingress(&mut m, &env, &mut f), XdpAction::Tx);
         assert_eq!(&f.data()[..12], &[[0xd; 6], [0x5; 6]].concat()[..]);

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use rvs_abi::{
-    CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS, SVC_F_PERSISTENT, SvcKey,
-    SvcState, SvcVal, addr_v4, addr_v6,
+    CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS,
+    SVC_F_PERSISTENT, SvcKey, SvcState, SvcVal, addr_v4, addr_v6,
 };
 
 use super::{Encoder, Neighbor, dest_key, from_rules, service_key, svc_key};
@@ -137,7 +137,12 @@ impl Maps {
         }
         // A NAT dest that a table names needs reply lookups on.
         let nat_named = self.regions().any(|(_, b, l)| {
-            (b..b + l).any(|s| self.sched.get(&s).and_then(|id| self.dest.get(id)).is_some_and(|d| d.fwd == 1))
+            (b..b + l).any(|s| {
+                self.sched
+                    .get(&s)
+                    .and_then(|id| self.dest.get(id))
+                    .is_some_and(|d| d.fwd == 1)
+            })
         });
         assert!(
             !nat_named || self.cfg.flags & CFG_F_NAT != 0,
@@ -196,7 +201,11 @@ impl Maps {
                 } else {
                     neigh(d.key.addr)
                 };
-                assert_eq!(self.dest.get(&id), Some(&expected_dest(d, val.id, n)), "dest {id}");
+                assert_eq!(
+                    self.dest.get(&id),
+                    Some(&expected_dest(d, val.id, n)),
+                    "dest {id}"
+                );
             }
         }
     }
@@ -230,6 +239,7 @@ fn expected_dest(d: &Dest, svc_id: u32, n: Option<Neighbor>) -> DestVal {
         weight: d.weight,
         svc_id,
         flags: DEST_F_VALID | if n.is_some() { DEST_F_NEIGH } else { 0 },
+        ..DestVal::default()
     }
 }
 

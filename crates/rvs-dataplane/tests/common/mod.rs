@@ -125,6 +125,7 @@ pub fn dr_dest(i: u8, svc_id: u32, ifindex: u32) -> DestVal {
         weight: 1,
         svc_id,
         flags: DEST_F_VALID | DEST_F_NEIGH,
+        ..DestVal::default()
     }
 }
 

@@ -16,6 +16,7 @@ pub const IP_OFFSET: u16 = 0x1fff;
 mod field {
     use core::ops::Range;
     pub(super) const VER_IHL: usize = 0;
+    pub(super) const TOS: usize = 1;
     pub(super) const TOT_LEN: Range<usize> = 2..4;
     pub(super) const FRAG_OFF: Range<usize> = 6..8;
     pub(super) const TTL: usize = 8;
@@ -44,6 +45,10 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// `ihl`, in 32-bit words.
     pub fn ihl(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] & 0x0f
+    }
+    /// `tos`.
+    pub fn tos(&self) -> u8 {
+        self.buffer.as_ref()[field::TOS]
     }
     /// `tot_len`, host order.
     pub fn tot_len(&self) -> u16 {
@@ -83,6 +88,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     /// Writes `check` (value as it goes on the wire, big-endian).
     pub fn set_check(&mut self, v: u16) {
         self.buffer.as_mut()[field::CHECK].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Writes `saddr`.
+    pub fn set_saddr(&mut self, a: [u8; 4]) {
+        self.buffer.as_mut()[field::SADDR].copy_from_slice(&a);
     }
     /// Writes `daddr`.
     pub fn set_daddr(&mut self, a: [u8; 4]) {
@@ -129,8 +138,10 @@ mod tests {
         let mut b = HDR;
         let mut h = Header::new_checked(&mut b[..]).unwrap();
         h.set_daddr([1, 2, 3, 4]);
+        h.set_saddr([5, 6, 7, 8]);
         h.set_check(0x1234);
         h.set_ttl(9);
         assert_eq!((h.daddr(), h.check(), h.ttl()), ([1, 2, 3, 4], 0x1234, 9));
+        assert_eq!((h.saddr(), h.tos()), ([5, 6, 7, 8], 0));
     }
 }

@@ -44,6 +44,21 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+    /// Writes `source` (wire bytes).
+    pub fn set_src_port(&mut self, p: [u8; 2]) {
+        self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&p);
+    }
+    /// Writes `dest` (wire bytes).
+    pub fn set_dst_port(&mut self, p: [u8; 2]) {
+        self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&p);
+    }
+    /// Writes `check` (value as it goes on the wire, big-endian).
+    pub fn set_check(&mut self, v: u16) {
+        self.buffer.as_mut()[field::CHECK].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +72,11 @@ mod tests {
         assert_eq!(h.len(), 12);
         assert_eq!(h.check(), 0xabcd);
         assert!(Header::new_checked(&b[..7]).is_none());
+        let mut b = b;
+        let mut h = Header::new_checked(&mut b[..]).unwrap();
+        h.set_src_port([1, 2]);
+        h.set_dst_port([3, 4]);
+        h.set_check(0);
+        assert_eq!((h.src_port(), h.dst_port(), h.check()), ([1, 2], [3, 4], 0));
     }
 }
