@@ -60,7 +60,7 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 	}
 	if (!rvs_conn_is_new(pkt))
 		return -RVS_DROP_NOT_SYN;
-	ret = rvs_sched_pick(svc, dest_id, dest);
+	ret = rvs_sched_pick(svc, pkt, dest_id, dest);
 	if (ret != RVS_OK)
 		return ret;
 	ret = rvs_conn_create(&key, pkt, svc, *dest_id, *dest, now_ns);

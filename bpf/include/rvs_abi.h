@@ -36,7 +36,13 @@ enum rvs_fwd {
 enum rvs_sched {
 	RVS_SCHED_RR	= 0,	/* cyclic table of available dests, in IPVS order */
 	RVS_SCHED_WRR	= 1,	/* cyclic table: one IPVS wrr period, computed in Rust */
+	RVS_SCHED_SH	= 2,	/* 256 buckets indexed by a hash of the source address (+ port) */
+	RVS_SCHED_DH	= 3,	/* 256 buckets indexed by a hash of the destination address */
+	RVS_SCHED_MH	= 4,	/* Maglev table indexed by hsiphash of the source address (+ port) */
 };
+
+/* A hashed scheduler's slot whose bucket has no usable real server (IPVS returns no dest). */
+#define RVS_SCHED_NO_DEST	0xFFFFFFFFU
 
 /* TCP connection states, numbered as IPVS numbers them (include/net/ip_vs.h IP_VS_TCP_S_*). */
 enum rvs_tcp_state {
@@ -79,6 +85,8 @@ enum rvs_drop {
 
 /* rvs_svc_val.flags */
 #define RVS_SVC_F_PERSISTENT	(1U << 0)
+#define RVS_SVC_F_SCHED_PORT	(1U << 1)	/* sh-port/mh-port: hash the source port too */
+#define RVS_SVC_F_SCHED_FALLBACK (1U << 2)	/* mh-fallback: rehash past an unusable slot */
 
 /* rvs_dest_val.flags */
 #define RVS_DEST_F_VALID	(1U << 0)	/* slot holds a configured real server */

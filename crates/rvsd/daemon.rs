@@ -835,6 +835,9 @@ mod tests {
             dmac: [2, 0, 0, 0, 0, last],
             smac: [2, 0, 0, 0, 0, 1],
             ifindex: 5,
+            // DR real servers: what a seed from their slots gives back.
+            laddr: None,
+            mtu: 0,
         }
     }
 

@@ -2,7 +2,10 @@
 //!
 //! For each real server address: `ip route get ADDR` gives the output interface and gateway (next hop =
 //! gateway, or the address itself on a directly connected network); the director's MAC on that interface
-//! is the frame's source; the next hop's entry in the neighbour table is its destination.
+//! is the frame's source; the next hop's entry in the neighbour table is its destination. VS/TUN also
+//! needs the tunnel's outer source, the route's preferred source (`src`, else the first address of the
+//! output interface of the real server's family), and the MTU toward the real server (the route's `mtu`
+//! metric, else the output interface's).
 //!
 //! Triggering: when the next hop has no entry (or a FAILED one), the resolver adds it with `NTF_USE`
 //! (`ip neigh replace ADDR dev DEV use`). The kernel then runs its normal ARP/ND state machine exactly as
@@ -26,11 +29,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourState};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType, RouteVia};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMetric, RouteType, RouteVia};
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
-use rvs_abi::{DEST_F_NEIGH, DestVal, Family, addr_bytes};
+use rvs_abi::{DEST_F_NEIGH, DestVal, Family, Fwd, addr_bytes};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -46,8 +51,13 @@ const KICK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The real-server address a dest slot holds.
 pub(crate) fn dest_ip(d: &DestVal) -> IpAddr {
-    let b = addr_bytes(&d.addr);
-    if d.family == Family::Inet6 as u8 {
+    ip_of(&d.addr, d.family)
+}
+
+/// An address of the maps in family `family`.
+fn ip_of(addr: &rvs_abi::Addr, family: u8) -> IpAddr {
+    let b = addr_bytes(addr);
+    if family == Family::Inet6 as u8 {
         IpAddr::V6(Ipv6Addr::from(b))
     } else {
         IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
@@ -57,16 +67,26 @@ pub(crate) fn dest_ip(d: &DestVal) -> IpAddr {
 /// The next hops the maps of an adopted data plane already use: the starting point after a restart, so
 /// that the first sync reproduces the maps exactly even before the kernel has answered.
 pub(crate) fn seed(dests: &[(u32, DestVal)]) -> NeighMap {
-    dests
+    let mut resolved: Vec<&DestVal> = dests
         .iter()
-        .filter(|(_, d)| d.flags & DEST_F_NEIGH != 0)
-        .map(|(_, d)| {
+        .map(|(_, d)| d)
+        .filter(|d| d.flags & DEST_F_NEIGH != 0)
+        .collect();
+    // A real server that is a tunnel one in some service must keep its outer source and MTU: its tunnel
+    // slots go last, so that they win over its other slots.
+    resolved.sort_by_key(|d| d.fwd == Fwd::Tun as u8);
+    resolved
+        .into_iter()
+        .map(|d| {
             (
                 dest_ip(d),
                 Neighbor {
                     dmac: d.dmac,
                     smac: d.smac,
                     ifindex: d.ifindex,
+                    // Only a tunnel slot holds them; the outer header has the real server's family.
+                    laddr: (d.fwd == Fwd::Tun as u8).then(|| ip_of(&d.laddr, d.family)),
+                    mtu: if d.fwd == Fwd::Tun as u8 { d.mtu } else { 0 },
                 },
             )
         })
@@ -104,6 +124,17 @@ struct Route {
     oif: u32,
     gateway: Option<IpAddr>,
     kind: RouteType,
+    /// `src`: the director's address the kernel would send from.
+    prefsrc: Option<IpAddr>,
+    /// The route's `mtu` metric; 0 when it has none.
+    mtu: u32,
+}
+
+/// What the resolver needs of an output interface.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    mac: Option<[u8; 6]>,
+    mtu: u32,
 }
 
 /// Resolves real servers' next hops; owns a netlink connection in the daemon's network namespace.
@@ -136,12 +167,12 @@ impl Resolver {
     /// no longer in `targets` leave the cache.
     pub(crate) async fn pass(&mut self, targets: &BTreeSet<IpAddr>) -> anyhow::Result<()> {
         let table = self.neighbours().await?;
-        let mut macs: HashMap<u32, Option<[u8; 6]>> = HashMap::new();
+        let mut links: HashMap<u32, Link> = HashMap::new();
         self.cache.retain(|ip, _| targets.contains(ip));
         self.outcomes.retain(|ip, _| targets.contains(ip));
         self.kicked.retain(|_, t| t.elapsed() < KICK_INTERVAL * 10);
         for &ip in targets {
-            let outcome = self.resolve(ip, &table, &mut macs).await;
+            let outcome = self.resolve(ip, &table, &mut links).await;
             if let Outcome::Resolved(n) = outcome {
                 self.cache.insert(ip, n);
             }
@@ -206,7 +237,7 @@ impl Resolver {
         &mut self,
         ip: IpAddr,
         table: &HashMap<(u32, IpAddr), Entry>,
-        macs: &mut HashMap<u32, Option<[u8; 6]>>,
+        links: &mut HashMap<u32, Link>,
     ) -> Outcome {
         let route = match self.route(ip).await {
             Ok(r) => r,
@@ -217,18 +248,18 @@ impl Resolver {
             return Outcome::Unroutable(format!("route is of type {:?}", route.kind));
         }
         let nexthop = route.gateway.unwrap_or(ip);
-        let smac = match macs.get(&route.oif) {
-            Some(m) => *m,
+        let link = match links.get(&route.oif) {
+            Some(l) => *l,
             None => {
-                let m = self.link_mac(route.oif).await.unwrap_or_else(|e| {
+                let l = self.link(route.oif).await.unwrap_or_else(|e| {
                     debug!("interface {}: {e:#}", route.oif);
-                    None
+                    Link { mac: None, mtu: 0 }
                 });
-                macs.insert(route.oif, m);
-                m
+                links.insert(route.oif, l);
+                l
             }
         };
-        let Some(smac) = smac else {
+        let Some(smac) = link.mac else {
             return Outcome::Unroutable(format!("interface {} has no Ethernet address", route.oif));
         };
         let entry = table.get(&(route.oif, nexthop));
@@ -236,10 +267,22 @@ impl Resolver {
             if entry.is_some_and(|e| e.state == NeighbourState::Stale) {
                 self.kick(route.oif, nexthop).await;
             }
+            let laddr = match route.prefsrc {
+                Some(a) => Some(a),
+                None => self
+                    .first_addr(route.oif, ip.is_ipv4())
+                    .await
+                    .unwrap_or_else(|e| {
+                        debug!("interface {}: {e:#}", route.oif);
+                        None
+                    }),
+            };
             return Outcome::Resolved(Neighbor {
                 dmac,
                 smac,
                 ifindex: route.oif,
+                laddr,
+                mtu: if route.mtu != 0 { route.mtu } else { link.mtu },
             });
         }
         // INCOMPLETE: the kernel is already asking; anything else (absent, FAILED, NONE): ask it to.
@@ -302,6 +345,8 @@ impl Resolver {
             oif: 0,
             gateway: None,
             kind: m.header.kind,
+            prefsrc: None,
+            mtu: 0,
         };
         for a in m.attributes {
             match a {
@@ -310,6 +355,15 @@ impl Resolver {
                 RouteAttribute::Gateway(RouteAddress::Inet6(g)) => r.gateway = Some(g.into()),
                 RouteAttribute::Via(RouteVia::Inet(g)) => r.gateway = Some(g.into()),
                 RouteAttribute::Via(RouteVia::Inet6(g)) => r.gateway = Some(g.into()),
+                RouteAttribute::PrefSource(RouteAddress::Inet(a)) => r.prefsrc = Some(a.into()),
+                RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => r.prefsrc = Some(a.into()),
+                RouteAttribute::Metrics(ms) => {
+                    for m in ms {
+                        if let RouteMetric::Mtu(v) = m {
+                            r.mtu = v;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -320,8 +374,8 @@ impl Resolver {
         Ok(r)
     }
 
-    /// The Ethernet address of interface `ifindex`, if it has one.
-    async fn link_mac(&self, ifindex: u32) -> anyhow::Result<Option<[u8; 6]>> {
+    /// The Ethernet address of interface `ifindex`, if it has one, and its MTU.
+    async fn link(&self, ifindex: u32) -> anyhow::Result<Link> {
         let m = self
             .handle
             .link()
@@ -331,10 +385,59 @@ impl Resolver {
             .try_next()
             .await?
             .context("no such interface")?;
-        Ok(m.attributes.into_iter().find_map(|a| match a {
-            LinkAttribute::Address(b) => <[u8; 6]>::try_from(b.as_slice()).ok().filter(|m| *m != [0; 6]),
-            _ => None,
-        }))
+        let mut link = Link { mac: None, mtu: 0 };
+        for a in m.attributes {
+            match a {
+                LinkAttribute::Address(b) => {
+                    link.mac = <[u8; 6]>::try_from(b.as_slice()).ok().filter(|m| *m != [0; 6]);
+                }
+                LinkAttribute::Mtu(v) => link.mtu = v,
+                _ => {}
+            }
+        }
+        Ok(link)
+    }
+
+    /// The first address of interface `ifindex` of the family (IPv4 when `v4`) that can source a packet
+    /// to another host: IPv6 link-local addresses are skipped, a tunnel's outer header crosses routers.
+    async fn first_addr(&self, ifindex: u32, v4: bool) -> anyhow::Result<Option<IpAddr>> {
+        let mut dump = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        let want = if v4 {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        while let Some(m) = dump
+            .try_next()
+            .await
+            .context("cannot read the interface's addresses")?
+        {
+            if m.header.family != want {
+                continue;
+            }
+            // IPv4 names its own address IFA_LOCAL (IFA_ADDRESS is the peer on point-to-point links);
+            // IPv6 has only IFA_ADDRESS.
+            let mut local = None;
+            let mut address = None;
+            for a in m.attributes {
+                match a {
+                    AddressAttribute::Local(a) => local = Some(a),
+                    AddressAttribute::Address(a) => address = Some(a),
+                    _ => {}
+                }
+            }
+            match local.or(address) {
+                Some(IpAddr::V6(a)) if a.is_unicast_link_local() => {}
+                Some(a) => return Ok(Some(a)),
+                None => {}
+            }
+        }
+        Ok(None)
     }
 
     /// The kernel's neighbour tables (IPv4 and IPv6), by (ifindex, address).
@@ -369,11 +472,13 @@ impl Resolver {
 fn log_outcome(ip: IpAddr, outcome: &Outcome, cached: Option<&Neighbor>) {
     match outcome {
         Outcome::Resolved(n) => {
+            let src = n.laddr.map_or_else(|| "none".to_owned(), |a| a.to_string());
             info!(
-                "real server {ip}: next hop {} via ifindex {} (from {})",
+                "real server {ip}: next hop {} via ifindex {} (from {}), source {src}, mtu {}",
                 Mac(n.dmac),
                 n.ifindex,
-                Mac(n.smac)
+                Mac(n.smac),
+                n.mtu
             )
         }
         Outcome::Pending { nexthop, ifindex } => match cached {
@@ -443,10 +548,37 @@ mod tests {
             Some(&Neighbor {
                 dmac: [2, 0, 0, 0, 0, 11],
                 smac: [2, 0, 0, 0, 0, 1],
-                ifindex: 7
+                ifindex: 7,
+                laddr: None,
+                mtu: 0,
             })
         );
         assert!(s.contains_key(&"2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn seed_keeps_a_tunnel_dests_source_and_mtu() {
+        let d = DestVal {
+            addr: addr_v4([198, 18, 0, 11]),
+            family: Family::Inet as u8,
+            fwd: Fwd::Tun as u8,
+            dmac: [2, 0, 0, 0, 0, 11],
+            smac: [2, 0, 0, 0, 0, 1],
+            ifindex: 7,
+            flags: DEST_F_VALID | DEST_F_NEIGH,
+            laddr: addr_v4([198, 18, 0, 1]),
+            mtu: 1400,
+            ..Default::default()
+        };
+        let dr = DestVal {
+            fwd: Fwd::Dr as u8,
+            laddr: Default::default(),
+            mtu: 0,
+            ..d
+        };
+        let s = seed(&[(0, d), (1, dr)]);
+        let n = s.get(&"198.18.0.11".parse().unwrap()).expect("seeded");
+        assert_eq!((n.laddr, n.mtu), (Some("198.18.0.1".parse().unwrap()), 1400));
     }
 
     #[test]

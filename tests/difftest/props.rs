@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use rvs_abi::{CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, addr_v4, addr_v6, fib_ret};
+use rvs_abi::{CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, Sched, addr_v4, addr_v6, fib_ret};
 use rvs_model::Env;
 use rvs_model::env::Fib;
 use rvs_testkit::packet::{Packet, pkt};
@@ -48,7 +48,11 @@ struct RealSpec {
 #[derive(Clone, Debug)]
 struct SvcSpec {
     which: usize,
-    wrr: bool,
+    sched: Sched,
+    /// sh-port/mh-port.
+    sched_port: bool,
+    /// mh-fallback.
+    sched_fallback: bool,
     /// The reals' port (NAT maps it; DR ignores it).
     rport: Option<u16>,
     reals: Vec<RealSpec>,
@@ -75,7 +79,17 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
     prop::collection::vec(
         (
             0..SERVICES.len(),
-            any::<bool>(),
+            (
+                prop_oneof![
+                    Just(Sched::Rr),
+                    Just(Sched::Wrr),
+                    Just(Sched::Sh),
+                    Just(Sched::Dh),
+                    Just(Sched::Mh)
+                ],
+                any::<bool>(),
+                any::<bool>(),
+            ),
             prop_oneof![Just(None), Just(Some(8080u16))],
             prop::collection::vec(arb_real(), 0..5),
         ),
@@ -85,12 +99,16 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
         let mut seen = std::collections::BTreeSet::new();
         v.into_iter()
             .filter(|(w, _, _, _)| seen.insert(*w))
-            .map(|(which, wrr, rport, reals)| SvcSpec {
-                which,
-                wrr,
-                rport,
-                reals,
-            })
+            .map(
+                |(which, (sched, sched_port, sched_fallback), rport, reals)| SvcSpec {
+                    which,
+                    sched,
+                    sched_port,
+                    sched_fallback,
+                    rport,
+                    reals,
+                },
+            )
             .collect()
     })
 }
@@ -129,9 +147,7 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
         if v6 {
             svc = svc.on(VIP6);
         }
-        if s.wrr {
-            svc = svc.wrr();
-        }
+        svc = svc.sched(s.sched, s.sched_port, s.sched_fallback);
         if let Some(p) = s.rport {
             svc = svc.rport(p);
         }

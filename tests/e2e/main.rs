@@ -5,6 +5,7 @@
 mod conns;
 mod dr;
 mod listing;
+mod nat;
 mod rate;
 mod realserver;
 mod restart;
@@ -13,5 +14,6 @@ mod rvsadm_out;
 mod symlink;
 mod timeouts;
 mod topo;
+mod tun;
 mod weights;
 mod zero;

@@ -183,7 +183,16 @@ pub enum Sched {
     Rr = 0,
     /// Cyclic table holding one IPVS wrr period.
     Wrr = 1,
+    /// 256 buckets indexed by a hash of the source address (and port with `SVC_F_SCHED_PORT`).
+    Sh = 2,
+    /// 256 buckets indexed by a hash of the destination address.
+    Dh = 3,
+    /// Maglev table indexed by hsiphash of the source address (and port with `SVC_F_SCHED_PORT`).
+    Mh = 4,
 }
+
+/// A hashed scheduler's slot whose bucket has no usable real server. Mirrors `RVS_SCHED_NO_DEST`.
+pub const SCHED_NO_DEST: u32 = u32::MAX;
 
 /// TCP (and UDP) connection states, numbered as IPVS numbers them. Mirrors `enum rvs_tcp_state`.
 #[repr(u8)]
@@ -322,6 +331,11 @@ impl DropReason {
 
 /// `SvcVal::flags`: persistent service. Mirrors `RVS_SVC_F_PERSISTENT`.
 pub const SVC_F_PERSISTENT: u32 = 1 << 0;
+/// `SvcVal::flags`: `sh-port`/`mh-port`, hash the source port too. Mirrors `RVS_SVC_F_SCHED_PORT`.
+pub const SVC_F_SCHED_PORT: u32 = 1 << 1;
+/// `SvcVal::flags`: `mh-fallback`, the table holds every slot's dest and the data plane rehashes past
+/// an unusable one (weight 0). Mirrors `RVS_SVC_F_SCHED_FALLBACK`.
+pub const SVC_F_SCHED_FALLBACK: u32 = 1 << 2;
 /// `DestVal::flags`: the slot holds a configured real server. Mirrors `RVS_DEST_F_VALID`.
 pub const DEST_F_VALID: u32 = 1 << 0;
 /// `DestVal::flags`: MACs and ifindex resolved. Mirrors `RVS_DEST_F_NEIGH`.

@@ -179,6 +179,9 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
         &[
             ("RVS_SCHED_RR", Sched::Rr as i64),
             ("RVS_SCHED_WRR", Sched::Wrr as i64),
+            ("RVS_SCHED_SH", Sched::Sh as i64),
+            ("RVS_SCHED_DH", Sched::Dh as i64),
+            ("RVS_SCHED_MH", Sched::Mh as i64),
         ],
     );
     let states = [

@@ -30,11 +30,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
     Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp,
-    SCHED_SLOTS, SVC_F_PERSISTENT, Sched, SvcKey, SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
+    SCHED_NO_DEST, SCHED_SLOTS, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey,
+    SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
 };
 
 use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, Protocol, ServiceKey};
 use crate::sched;
+use crate::sched::hash::Af;
+use crate::sched::mh::{MhDest, last_weight_after};
+use crate::sched::sh::{HashFlags, SH_TAB_SIZE};
 use crate::table::{ServiceEntry, Table};
 use alloc::{IdAlloc, Regions};
 
@@ -47,6 +51,12 @@ pub struct Neighbor {
     pub smac: [u8; 6],
     /// Interface toward the real server.
     pub ifindex: u32,
+    /// The director's source address on the route toward the real server: a tunnel's outer source.
+    /// `None` until known; only VS/TUN reads it.
+    pub laddr: Option<IpAddr>,
+    /// MTU of the route toward the real server (its `mtu` metric, else the interface's); 0 = unknown.
+    /// Only VS/TUN reads it.
+    pub mtu: u32,
 }
 
 /// Turns a [`Table`] into map operations, remembering what the maps hold (see the module docs).
@@ -76,6 +86,9 @@ struct SvcImage {
     region: Option<(u32, u32)>,
     /// What the region holds, or `Adopted` when it was found in the maps and not read.
     table: TableImage,
+    /// Each real server's IPVS `last_weight` (the last non-zero weight an edit gave it), which `mh`
+    /// builds its table from so that quiescing a real does not reshuffle the others.
+    last_weights: HashMap<DestKey, u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +163,7 @@ impl Encoder {
                     dests: HashMap::new(),
                     region,
                     table,
+                    last_weights: HashMap::new(),
                 },
             );
         }
@@ -292,9 +306,13 @@ impl Encoder {
         let svc = &entry.service;
         let key = svc_key(&svc.key);
         let weights: Vec<u32> = entry.dests.iter().map(|d| d.weight).collect();
+        let flags = HashFlags::from_names(&svc.sched_flags);
         let (kind, len) = match svc.scheduler.as_str() {
             "rr" => (Sched::Rr, sched::rr_len(&weights)),
             "wrr" => (Sched::Wrr, sched::wrr_len(&weights)),
+            "sh" => (Sched::Sh, SH_TAB_SIZE as u64),
+            "dh" => (Sched::Dh, SH_TAB_SIZE as u64),
+            "mh" => (Sched::Mh, sched::mh::MH_TAB_SIZE as u64),
             _ => return Err(ApplyError::SchedulerNotFound),
         };
         if len > u64::from(SCHED_SLOTS) {
@@ -321,6 +339,7 @@ impl Encoder {
                     dests: HashMap::new(),
                     region: None,
                     table: TableImage::Known(Vec::new()),
+                    last_weights: HashMap::new(),
                 };
                 (img, None)
             }
@@ -355,12 +374,68 @@ impl Encoder {
             *slot = dest_id;
         }
 
+        // mh's last_weight: an add sets it, an edit only to a non-zero weight.
+        let old_last = std::mem::take(&mut img.last_weights);
+        for d in &entry.dests {
+            let last = match old_last.get(&d.key) {
+                Some(&old) => last_weight_after(false, old, d.weight),
+                None => d.weight,
+            };
+            img.last_weights.insert(d.key, last);
+        }
+
         // The scheduler table, in a new region when its content changes.
-        let picks = match kind {
-            Sched::Rr => sched::rr_table(&weights),
-            Sched::Wrr => sched::wrr_table(&weights),
+        let new_table: Vec<u32> = match kind {
+            Sched::Rr | Sched::Wrr => {
+                let picks = if kind == Sched::Rr {
+                    sched::rr_table(&weights)
+                } else {
+                    sched::wrr_table(&weights)
+                };
+                picks.iter().filter_map(|&i| ids.get(i).copied()).collect()
+            }
+            Sched::Sh | Sched::Dh | Sched::Mh => {
+                let usable = |i: usize| weights.get(i).is_some_and(|&w| w > 0);
+                let lookup: Vec<Option<usize>> = match kind {
+                    Sched::Sh => {
+                        sched::sh::sh_lookup_table(&sched::sh::sh_table(&weights), flags.fallback, usable)
+                            .to_vec()
+                    }
+                    Sched::Dh => {
+                        sched::dh::dh_lookup_table(&sched::dh::dh_table(weights.len()), usable).to_vec()
+                    }
+                    _ => {
+                        let dests: Vec<MhDest> = entry
+                            .dests
+                            .iter()
+                            .map(|d| MhDest {
+                                addr: d.key.addr,
+                                port: d.key.port,
+                                last_weight: img.last_weights.get(&d.key).copied().unwrap_or(d.weight),
+                            })
+                            .collect();
+                        let table = sched::mh::mh_table(Af::of(svc.key.addr), &dests)
+                            .map_err(|_| ApplyError::NoMemory)?;
+                        // mh-fallback probes by rehashing the address, which no per-slot table can
+                        // hold: the data plane gets every slot's dest and checks weights itself.
+                        if flags.fallback {
+                            table
+                        } else {
+                            sched::mh::mh_lookup_table(&table, usable)
+                        }
+                    }
+                };
+                // No usable bucket at all is an empty table: the data plane drops NO_DEST either way.
+                if lookup.iter().all(Option::is_none) {
+                    Vec::new()
+                } else {
+                    lookup
+                        .iter()
+                        .map(|b| b.and_then(|i| ids.get(i).copied()).unwrap_or(SCHED_NO_DEST))
+                        .collect()
+                }
+            }
         };
-        let new_table: Vec<u32> = picks.iter().filter_map(|&i| ids.get(i).copied()).collect();
         let unchanged = match &img.table {
             TableImage::Known(t) => *t == new_table,
             TableImage::Stale => false,
@@ -371,13 +446,26 @@ impl Encoder {
                     .map(|(&i, d)| (i, d.weight))
                     .collect();
                 now.sort_unstable();
-                *sched == kind as u32 && *sig == now && img.val.sched_len as usize == new_table.len()
+                // A hashed table also depends on the flags and (mh) on last weights, which the maps do
+                // not hold: it is rewritten once after a restart.
+                matches!(kind, Sched::Rr | Sched::Wrr)
+                    && *sched == kind as u32
+                    && *sig == now
+                    && img.val.sched_len as usize == new_table.len()
             }
         };
         let mut val = SvcVal {
             id,
             flags: if svc.persistent.is_some() {
                 SVC_F_PERSISTENT
+            } else {
+                0
+            } | if flags.port && matches!(kind, Sched::Sh | Sched::Mh) {
+                SVC_F_SCHED_PORT
+            } else {
+                0
+            } | if flags.fallback && kind == Sched::Mh {
+                SVC_F_SCHED_FALLBACK
             } else {
                 0
             },
@@ -504,10 +592,10 @@ fn cfg_of(nat: bool) -> Cfg {
     }
 }
 
-/// The `rvs_dest` value of a real server of service `svc_id`. A TUN real's `laddr` (the outer source)
-/// and `mtu` stay zero because `Neighbor` does not carry them yet: the data plane then tunnels from the
-/// unspecified address (0.0.0.0 or ::) without an MTU check, until the daemon resolves the route's
-/// source address and MTU toward the real server.
+/// The `rvs_dest` value of a real server of service `svc_id`. A TUN real server is marked resolved only
+/// with its outer source (`laddr`, of the real server's family) and route MTU as well as the MACs: a
+/// tunnel from the unspecified address would be dropped by the real server's stack. Other methods never
+/// carry `laddr`/`mtu`, so a route MTU change does not rewrite their slots.
 fn dest_val(d: &Dest, svc_id: u32, neigh: Option<Neighbor>) -> DestVal {
     let (addr, family) = map_addr(d.key.addr);
     let fwd = match d.fwd {
@@ -525,11 +613,20 @@ fn dest_val(d: &Dest, svc_id: u32, neigh: Option<Neighbor>) -> DestVal {
         flags: DEST_F_VALID,
         ..DestVal::default()
     };
-    if let Some(n) = neigh {
-        val.dmac = n.dmac;
-        val.smac = n.smac;
-        val.ifindex = n.ifindex;
-        val.flags |= DEST_F_NEIGH;
+    let Some(n) = neigh else {
+        return val;
+    };
+    if d.fwd == FwdMethod::Tunnel {
+        let laddr = n.laddr.filter(|a| a.is_ipv4() == d.key.addr.is_ipv4());
+        let (Some(laddr), mtu @ 1..) = (laddr, n.mtu) else {
+            return val;
+        };
+        val.laddr = map_addr(laddr).0;
+        val.mtu = mtu;
     }
+    val.dmac = n.dmac;
+    val.smac = n.smac;
+    val.ifindex = n.ifindex;
+    val.flags |= DEST_F_NEIGH;
     val
 }

@@ -5,7 +5,7 @@ use crate::domain::{ApplyError, Command, Dest, DestKey, FwdMethod, Service, Serv
 
 /// Schedulers the data plane executes. Any other name, the default `wlc` included, is refused with
 /// [`ApplyError::SchedulerNotFound`], as the kernel refuses a scheduler module it cannot load.
-pub const SUPPORTED_SCHEDULERS: &[&str] = &["rr", "wrr"];
+pub const SUPPORTED_SCHEDULERS: &[&str] = &["rr", "wrr", "sh", "dh", "mh"];
 
 /// One virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]

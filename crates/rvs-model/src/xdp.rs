@@ -54,7 +54,7 @@ pub fn rvs_xdp_conn(
     if !rvs_conn_is_new(pkt) {
         return Err(DropReason::NotSyn);
     }
-    let (dest_id, dest) = rvs_sched_pick(maps, svc)?;
+    let (dest_id, dest) = rvs_sched_pick(maps, svc, pkt)?;
     rvs_conn_create(maps, &key, pkt, svc, dest_id, &dest, now_ns)?;
     rvs_stats_conn(maps, cpu, svc.id, dest_id);
     Ok((dest_id, dest))

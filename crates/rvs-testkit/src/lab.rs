@@ -5,7 +5,7 @@
 //!             netns sw: bridge br0 (ports named after the nodes)
 //!   client 198.18.0.2   director 198.18.0.1 + VIP 198.18.0.100   rs1..rsN 198.18.0.11..
 //! ```
-//! Every node's interface is `eth0` with MAC 02:00:c6:12:00:<last octet>. The director's XDP program
+//! Every node's interface is `eth0` with MAC `02:00:c6:12:00:<last octet>`. The director's XDP program
 //! sends frames back out of `eth0` (XDP_TX); a veth delivers those only when its peer runs an XDP
 //! program, so the switch port facing the director gets one from the caller (`attach_pass`): this
 //! crate must not carry the C.

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod lab;
+pub mod natlab;
 pub mod netns;
 pub mod packet;
 pub mod udp;

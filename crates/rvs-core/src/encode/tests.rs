@@ -239,7 +239,16 @@ fn expected_dest(d: &Dest, svc_id: u32, n: Option<Neighbor>) -> DestVal {
         weight: d.weight,
         svc_id,
         flags: DEST_F_VALID | if n.is_some() { DEST_F_NEIGH } else { 0 },
-        ..DestVal::default()
+        // Every test resolver gives a laddr of the real server's family and a non-zero MTU.
+        laddr: match (d.fwd, n.and_then(|n| n.laddr)) {
+            (FwdMethod::Tunnel, Some(IpAddr::V4(a))) => addr_v4(a.octets()),
+            (FwdMethod::Tunnel, Some(IpAddr::V6(a))) => addr_v6(a.octets()),
+            _ => [rvs_abi::Be32::default(); 4],
+        },
+        mtu: match (d.fwd, n) {
+            (FwdMethod::Tunnel, Some(n)) => n.mtu,
+            _ => 0,
+        },
     }
 }
 
@@ -289,6 +298,11 @@ fn mac_of(addr: IpAddr) -> Option<Neighbor> {
         dmac: [2, 0, 0, 0, 0, last],
         smac: [2, 0, 0, 0, 0, 1],
         ifindex: 3,
+        laddr: Some(match addr {
+            IpAddr::V4(_) => IpAddr::from([198, 18, 0, 1]),
+            IpAddr::V6(_) => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+        }),
+        mtu: 1500,
     })
 }
 
@@ -821,4 +835,114 @@ proptest! {
             maps.check_image(&t2, &adopted, &neigh);
         }
     }
+}
+
+/// The table the last `SvcSet` of `ops` points at, read back from the `SchedSet`s before it.
+fn written_table(ops: &[MapOp]) -> (SvcVal, Vec<u32>) {
+    let val = ops
+        .iter()
+        .rev()
+        .find_map(|op| match op {
+            MapOp::SvcSet { val, .. } => Some(*val),
+            _ => None,
+        })
+        .expect("a SvcSet");
+    let slots: HashMap<u32, u32> = ops
+        .iter()
+        .filter_map(|op| match op {
+            MapOp::SchedSet { slot, dest_id } => Some((*slot, *dest_id)),
+            _ => None,
+        })
+        .collect();
+    let table = (val.sched_base..val.sched_base + val.sched_len)
+        .map(|s| slots[&s])
+        .collect();
+    (val, table)
+}
+
+#[test]
+fn sh_writes_256_buckets_with_unusable_ones_marked_and_the_port_flag() {
+    let k = skey(80);
+    let mut s = svc(k, "sh");
+    s.sched_flags = vec!["sh-port".into()];
+    let t = table(&[
+        Command::AddService(s),
+        Command::AddDest(k, dest("198.18.0.11", 1)),
+        Command::AddDest(k, dest("198.18.0.12", 0)),
+        Command::AddDest(k, dest("198.18.0.13", 2)),
+    ]);
+    let mut enc = Encoder::new();
+    let (val, written) = written_table(&enc.sync(&t, &mac_of).unwrap());
+    assert_eq!(val.sched, rvs_abi::Sched::Sh as u32);
+    assert_eq!(val.flags, rvs_abi::SVC_F_SCHED_PORT);
+    // List order rs3 (id 2, weight 2), rs2 (id 1, weight 0), rs1 (id 0): rs3 rs3 rs2 rs1 rs3 rs3 ...
+    let ids = [2u32, 1, 0];
+    let want: Vec<u32> = sched::sh::sh_table(&[2, 0, 1])
+        .iter()
+        .map(|b| match b.unwrap() {
+            1 => rvs_abi::SCHED_NO_DEST,
+            i => ids[i],
+        })
+        .collect();
+    assert_eq!(written, want);
+    assert_eq!(&written[..5], &[2, 2, rvs_abi::SCHED_NO_DEST, 0, 2]);
+}
+
+#[test]
+fn mh_keeps_a_quiesced_reals_slots_and_fallback_gets_the_whole_table() {
+    let k = skey(80);
+    let mut t = table(&[
+        Command::AddService(svc(k, "mh")),
+        Command::AddDest(k, dest("198.18.0.11", 1)),
+        Command::AddDest(k, dest("198.18.0.12", 1)),
+    ]);
+    let mut enc = Encoder::new();
+    let (val, before) = written_table(&enc.sync(&t, &mac_of).unwrap());
+    assert_eq!(val.sched_len as usize, sched::mh::MH_TAB_SIZE);
+    assert!(before.iter().all(|&d| d == 0 || d == 1));
+    t.apply(&Command::EditDest(k, dest("198.18.0.12", 0))).unwrap();
+    let (_, quiesced) = written_table(&enc.sync(&t, &mac_of).unwrap());
+    // rs2 (id 1) keeps its slots, now unusable; rs1 does not take them over.
+    let marked: Vec<u32> = before
+        .iter()
+        .map(|&d| if d == 1 { rvs_abi::SCHED_NO_DEST } else { d })
+        .collect();
+    assert_eq!(quiesced, marked);
+    t.apply(&Command::EditDest(k, dest("198.18.0.12", 1))).unwrap();
+    let (_, back) = written_table(&enc.sync(&t, &mac_of).unwrap());
+    assert_eq!(back, before);
+
+    let mut fb = svc(k, "mh");
+    fb.sched_flags = vec!["mh-fallback".into()];
+    t.apply(&Command::EditService(fb)).unwrap();
+    t.apply(&Command::EditDest(k, dest("198.18.0.12", 0))).unwrap();
+    let ops = enc.sync(&t, &mac_of).unwrap();
+    // The data plane checks weights itself: the table is `before` again (region kept, nothing
+    // written), only the service's flags change.
+    assert!(
+        !ops.iter().any(|op| matches!(op, MapOp::SchedSet { .. })),
+        "{ops:?}"
+    );
+    let flags: Vec<u32> = ops
+        .iter()
+        .filter_map(|op| match op {
+            MapOp::SvcSet { val, .. } => Some(val.flags),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flags, [rvs_abi::SVC_F_SCHED_FALLBACK]);
+}
+
+#[test]
+fn dh_buckets_are_round_robin_over_the_list() {
+    let k = skey(80);
+    let t = table(&[
+        Command::AddService(svc(k, "dh")),
+        Command::AddDest(k, dest("198.18.0.11", 5)),
+        Command::AddDest(k, dest("198.18.0.12", 1)),
+    ]);
+    let (val, written) = written_table(&Encoder::new().sync(&t, &mac_of).unwrap());
+    assert_eq!((val.sched, val.flags), (rvs_abi::Sched::Dh as u32, 0));
+    assert_eq!(written.len(), 256);
+    assert!(written.chunks(2).all(|p| p == [1, 0]));
 }
