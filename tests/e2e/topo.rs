@@ -1,6 +1,5 @@
 //! The lab every test starts from, and the XDP_PASS program its switch port needs.
 
-use aya::programs::{Xdp, XdpMode};
 use rvs_testkit::lab::{Binaries, DrLab, Keeper};
 use rvs_testkit::netns::Topology;
 
@@ -25,18 +24,9 @@ pub(crate) fn binaries() -> Binaries {
 /// Attaches `rvs_pass` (XDP_PASS) in native mode to `ifname` in namespace `ns`. The returned keeper owns
 /// the program: dropping it detaches it.
 pub(crate) fn attach_pass(topo: &Topology, ns: &str, ifname: &str) -> Result<Keeper, String> {
-    topo.run_in(ns, || -> Result<Keeper, String> {
-        let mut ebpf = aya::Ebpf::load(rvs_bpf::RVS_PASS_OBJ).map_err(|e| e.to_string())?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(rvs_bpf::PASS_PROG)
-            .ok_or_else(|| format!("no program {} in RVS_PASS_OBJ", rvs_bpf::PASS_PROG))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        prog.load().map_err(|e| e.to_string())?;
-        // The interface name is resolved in this thread's namespace, which is `ns`.
-        prog.attach(ifname, XdpMode::Driver)
-            .map_err(|e| format!("attach to {ifname}: {e}"))?;
-        Ok(Box::new(ebpf))
+    // The interface name is resolved in this thread's namespace, which is `ns`.
+    topo.run_in(ns, || {
+        rvs_dataplane::attach_pass(ifname).map(|p| Box::new(p) as Keeper)
     })
     .map_err(|e| e.to_string())?
 }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use aya::programs::{Xdp, XdpMode};
 use rvs_testkit::lab::{self, Binaries, DrLab, Keeper};
 use rvs_testkit::netns::Topology;
 
@@ -218,17 +217,8 @@ fn build(release: bool) -> anyhow::Result<Binaries> {
 /// Attaches `rvs_pass` (XDP_PASS) to `ifname` in namespace `ns`: the switch port facing the director
 /// must run an XDP program for the director's XDP_TX frames to get through the veth.
 fn attach_pass(topo: &Topology, ns: &str, ifname: &str) -> Result<Keeper, String> {
-    topo.run_in(ns, || -> Result<Keeper, String> {
-        let mut ebpf = aya::Ebpf::load(rvs_bpf::RVS_PASS_OBJ).map_err(|e| e.to_string())?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(rvs_bpf::PASS_PROG)
-            .ok_or_else(|| format!("no program {}", rvs_bpf::PASS_PROG))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        prog.load().map_err(|e| e.to_string())?;
-        prog.attach(ifname, XdpMode::Driver)
-            .map_err(|e| format!("attach to {ifname}: {e}"))?;
-        Ok(Box::new(ebpf))
+    topo.run_in(ns, || {
+        rvs_dataplane::attach_pass(ifname).map(|p| Box::new(p) as Keeper)
     })
     .map_err(|e| e.to_string())?
 }

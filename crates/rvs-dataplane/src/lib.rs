@@ -8,10 +8,13 @@
 //!
 //! [`TestProgram`] is the same object loaded unpinned with `rvs_test_hooks = 1`, run through
 //! BPF_PROG_TEST_RUN by the differential tests and the benchmark.
+//!
+//! [`attach_pass`] attaches the `rvs_pass` (XDP_PASS) program, for the test labs and the demo.
 
 mod dataplane;
 mod error;
 mod maps;
+mod pass;
 mod sys;
 mod test_program;
 
@@ -19,6 +22,7 @@ use std::path::PathBuf;
 
 pub use dataplane::{Dataplane, unload};
 pub use error::{DataplaneError, MapSpec};
+pub use pass::{PassProgram, attach_pass};
 pub use sys::now_ns;
 pub use test_program::TestProgram;
 

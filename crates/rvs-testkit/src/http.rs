@@ -6,11 +6,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// The server, for `python3 -c HTTPD_PY NAME PORT`: listens on every address of its namespace, answers
-/// `NAME\n` to any GET, HTTP/1.1 with keep-alive (a client that sends `Connection: close` gets one
-/// answer and a FIN).
-pub const HTTPD_PY: &str = r#"
-import http.server, sys
+/// The request handler of [`HTTPD_PY`] and [`HTTPD6_PY`]: answers `sys.argv[1]` and a newline to any
+/// GET, HTTP/1.1 with keep-alive.
+macro_rules! httpd_handler_py {
+    () => {
+        r#"
+import http.server, socket, sys
 body = (sys.argv[1] + "\n").encode()
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -22,10 +23,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-http.server.ThreadingHTTPServer.allow_reuse_address = True
+"#
+    };
+}
+
+/// The server, for `python3 -c HTTPD_PY NAME PORT`: listens on every address of its namespace, answers
+/// `NAME\n` to any GET, HTTP/1.1 with keep-alive (a client that sends `Connection: close` gets one
+/// answer and a FIN).
+pub const HTTPD_PY: &str = concat!(
+    httpd_handler_py!(),
+    r#"http.server.ThreadingHTTPServer.allow_reuse_address = True
 http.server.ThreadingHTTPServer.daemon_threads = True
 http.server.ThreadingHTTPServer(("", int(sys.argv[2])), Handler).serve_forever()
-"#;
+"#
+);
+
+/// [`HTTPD_PY`]'s server listening on `::`, so that it serves IPv4 (as mapped addresses) and IPv6
+/// alike (the VS/NAT lab's real servers).
+pub(crate) const HTTPD6_PY: &str = concat!(
+    httpd_handler_py!(),
+    r#"class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    allow_reuse_address = True
+    daemon_threads = True
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+Server(("::", int(sys.argv[2])), Handler).serve_forever()
+"#
+);
 
 /// How long a client waits to connect, and then for each read or write. Long enough to ride out a
 /// dropped SYN (Linux retransmits it after 1 s, then 3 s), short enough that a broken path fails a test

@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod lab;
+mod labcore;
 pub mod natlab;
 pub mod netns;
 pub mod packet;
