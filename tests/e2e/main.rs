@@ -4,6 +4,8 @@
 
 mod conns;
 mod dr;
+mod dr6;
+mod hashsched;
 mod listing;
 mod nat;
 mod rate;
