@@ -3,18 +3,17 @@
 //! directly.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rvs_testkit::lab::{self, CLIENT, DIRECTOR, DrLab, IFNAME, SWITCH, real_name};
+use rvs_testkit::lab::{self, CLIENT, DrLab, VIP6, describe, ip6, real_ip6, real_name};
 use rvs_testkit::{http, udp, wait};
 
 use crate::topo::{OrLog, lab};
 
 /// The IPv6 virtual IP.
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 /// The UDP service's port.
 const UDP_PORT: u16 = 53;
 
@@ -52,25 +51,6 @@ print("ready", flush=True)
 srv.serve_forever()
 "#;
 
-/// Address of node `last` (1 = director, 2 = client, 0x1i = real server i) on the IPv6 segment.
-fn ip6(last: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)
-}
-
-/// Real server `i`'s IPv6 address: 2001:db8::1i.
-fn real_ip6(i: usize) -> Ipv6Addr {
-    ip6(0x10 + u16::try_from(i).expect("a handful of real servers"))
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
 }
@@ -105,42 +85,7 @@ impl Dr6Lab {
             servers: Vec::new(),
             lab: lab(reals),
         };
-        let t = lab.topo();
-        let mut nodes = vec![(CLIENT.to_owned(), ip6(2)), (DIRECTOR.to_owned(), ip6(1))];
-        nodes.extend((1..=reals).map(|i| (real_name(i), real_ip6(i))));
-        for (node, ip) in &nodes {
-            for conf in ["all", "default", IFNAME] {
-                t.sysctl(node, &format!("net/ipv6/conf/{conf}/disable_ipv6"), "0")
-                    .or_log(&lab, "enable IPv6");
-            }
-            // Duplicate address detection would hold each address back for a second or more.
-            t.ip(
-                node,
-                &["addr", "add", &format!("{ip}/64"), "dev", IFNAME, "nodad"],
-            )
-            .or_log(&lab, "add an IPv6 address");
-        }
-        // Deprecated at once, so that it never wins source address selection on the director.
-        t.ip(
-            DIRECTOR,
-            &[
-                "addr",
-                "add",
-                &format!("{VIP6}/128"),
-                "dev",
-                IFNAME,
-                "nodad",
-                "preferred_lft",
-                "0",
-            ],
-        )
-        .or_log(&lab, "add the IPv6 VIP");
-        // Without an MLD querier, snooping could keep neighbour solicitations from some ports.
-        t.ip(
-            SWITCH,
-            &["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"],
-        )
-        .or_log(&lab, "bridge without multicast snooping");
+        lab.enable_ipv6().or_log(&lab, "turn IPv6 on in the lab");
         for i in 1..=reals {
             let state = lab.realserver_state_dir(i).display().to_string();
             let args = ["setup", "--vip", &VIP6.to_string(), "--state-dir", &state];

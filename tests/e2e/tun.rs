@@ -9,17 +9,18 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rvs_testkit::lab::{self, CLIENT, DIRECTOR, DrLab, IFNAME, SWITCH, real_ip, real_name, vip_addr};
+use rvs_testkit::lab::{
+    self, CLIENT, DIRECTOR, DrLab, IFNAME, VIP6, describe, ip6, real_ip, real_ip6, real_name, vip_addr,
+};
 use rvs_testkit::netns::IfStats;
 use rvs_testkit::{http, wait};
 
 use crate::topo::{OrLog, lab};
 
 /// The IPv6 virtual IP.
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 /// Port of the servers started by [`TunLab::start_servers`] (the lab's own HTTP servers hold port 80 on
 /// IPv4 only).
 const PORT2: u16 = 8080;
@@ -56,25 +57,6 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 Server((sys.argv[2], int(sys.argv[3])), Handler).serve_forever()
 "#;
-
-/// Address of node `last` (1 = director, 2 = client, 0x1i = real server i) on the IPv6 segment.
-fn ip6(last: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)
-}
-
-/// Real server `i`'s IPv6 address: 2001:db8::1i.
-fn real_ip6(i: usize) -> Ipv6Addr {
-    ip6(0x10 + u16::try_from(i).expect("a handful of real servers"))
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The DR lab plus what turns its real servers into tunnel ones. Drop stops the extra servers and
 /// removes rvs_decap's pins before the lab removes the namespaces.
@@ -142,46 +124,7 @@ impl TunLab {
     /// Sets up the IPv6 segment (the lab starts with IPv6 off), the IPv6 VIP on the director, and real
     /// servers `1..=reals` in tun mode for it.
     fn ipv6(&self) {
-        let t = self.topo();
-        let mut nodes = vec![(CLIENT.to_owned(), ip6(2)), (DIRECTOR.to_owned(), ip6(1))];
-        nodes.extend((1..=self.reals()).map(|i| (real_name(i), real_ip6(i))));
-        for (node, ip) in &nodes {
-            t.sysctl(node, "net/ipv6/conf/all/disable_ipv6", "0")
-                .or_log(self, "enable IPv6");
-            t.sysctl(node, "net/ipv6/conf/default/disable_ipv6", "0")
-                .or_log(self, "enable IPv6");
-            t.sysctl(node, &format!("net/ipv6/conf/{IFNAME}/disable_ipv6"), "0")
-                .or_log(self, "enable IPv6");
-            // Duplicate address detection would hold each address back for a second or more.
-            t.ip(
-                node,
-                &["addr", "add", &format!("{ip}/64"), "dev", IFNAME, "nodad"],
-            )
-            .or_log(self, "add an IPv6 address");
-        }
-        // Deprecated at once: a /128 in the segment's /64 would otherwise win source address selection
-        // (longest matching prefix) and become the director's source toward the real servers, which
-        // hold the VIP themselves.
-        t.ip(
-            DIRECTOR,
-            &[
-                "addr",
-                "add",
-                &format!("{VIP6}/128"),
-                "dev",
-                IFNAME,
-                "nodad",
-                "preferred_lft",
-                "0",
-            ],
-        )
-        .or_log(self, "add the IPv6 VIP");
-        // Without an MLD querier, snooping could keep neighbour solicitations from some ports.
-        t.ip(
-            SWITCH,
-            &["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"],
-        )
-        .or_log(self, "bridge without multicast snooping");
+        self.enable_ipv6().or_log(self, "turn IPv6 on in the lab");
         for i in 1..=self.reals() {
             let vip = VIP6.to_string();
             self.realserver_ok(i, &["setup", "--vip", &vip, "--mode", "tun", "--dev", IFNAME]);

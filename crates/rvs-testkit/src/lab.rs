@@ -13,14 +13,15 @@
 //! The e2e tests and `cargo xtask demo` share this lab.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::AtomicU16;
 use std::time::Duration;
 
 use crate::http::{self, HttpConn};
-use crate::labcore::{self, LabCore, describe, io, tx_csum_off};
+pub use crate::labcore::describe;
+use crate::labcore::{self, LabCore, io, tx_csum_off};
 use crate::netns::{IfStats, NetnsError, Topology};
 use crate::{udp, wait};
 
@@ -56,6 +57,19 @@ pub fn real_ip(i: usize) -> Ipv4Addr {
         0,
         10 + u8::try_from(i).expect("a handful of real servers"),
     )
+}
+
+/// The IPv6 VIP, once [`DrLab::enable_ipv6`] has put it on the director: 2001:db8::100.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
+/// Address of node `last` on the IPv6 segment (1 = director, 2 = client, 0x1i = real server i).
+pub fn ip6(last: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)
+}
+
+/// Real server `i`'s IPv6 address: 2001:db8::1i.
+pub fn real_ip6(i: usize) -> Ipv6Addr {
+    ip6(0x10 + u16::try_from(i).expect("a handful of real servers"))
 }
 
 /// Namespace (short name) and HTTP answer of real server `i` (1-based): `rs<i>`.
@@ -145,6 +159,42 @@ pub struct DrLab {
 }
 
 impl DrLab {
+    /// Turns IPv6 on across the segment (the lab starts with it off): [`ip6`] addresses on every node,
+    /// [`VIP6`] on the director, and multicast snooping off on the switch. The real servers are left
+    /// to the caller (`rvs-realserver setup --vip` with the mode it tests).
+    ///
+    /// # Errors
+    /// A sysctl or `ip` command failed.
+    pub fn enable_ipv6(&self) -> Result<(), LabError> {
+        let t = self.topo();
+        let mut nodes = vec![(CLIENT.to_owned(), ip6(2)), (DIRECTOR.to_owned(), ip6(1))];
+        nodes.extend((1..=self.reals()).map(|i| (real_name(i), real_ip6(i))));
+        for (node, ip) in &nodes {
+            for conf in ["all", "default", IFNAME] {
+                t.sysctl(node, &format!("net/ipv6/conf/{conf}/disable_ipv6"), "0")?;
+            }
+            // Duplicate address detection would hold each address back for a second or more.
+            t.ip(
+                node,
+                &["addr", "add", &format!("{ip}/64"), "dev", IFNAME, "nodad"],
+            )?;
+        }
+        // Deprecated at once: a /128 in the segment's /64 would otherwise win source address selection
+        // (longest matching prefix) and become the director's source toward the real servers, which
+        // hold the VIP themselves.
+        let vip = format!("{VIP6}/128");
+        t.ip(
+            DIRECTOR,
+            &["addr", "add", &vip, "dev", IFNAME, "nodad", "preferred_lft", "0"],
+        )?;
+        // Without an MLD querier, snooping could keep neighbour solicitations from some ports.
+        t.ip(
+            SWITCH,
+            &["link", "set", "br0", "type", "bridge", "mcast_snooping", "0"],
+        )?;
+        Ok(())
+    }
+
     labcore::lab_common_methods!();
 
     /// Builds the namespaces and links, prepares and starts the real servers, and starts `rvsd` on the

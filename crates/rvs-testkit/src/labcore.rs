@@ -28,7 +28,8 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabE
     move |source| LabError::Io { what, source }
 }
 
-pub(crate) fn describe(out: &Output) -> String {
+/// A finished command's status, stdout and stderr, for an error message.
+pub fn describe(out: &Output) -> String {
     format!(
         "{}\n--- stdout\n{}--- stderr\n{}",
         out.status,
