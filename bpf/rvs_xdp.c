@@ -21,22 +21,27 @@
 #include "lib/nat.h"
 #include "lib/tun.h"
 #include "lib/stats.h"
+#include "lib/expire.h"
 
-/* Puts the ABI enums into the object's BTF, where rvs-bpf/tests/abi_layout.rs compares their values
- * with the Rust enums. Never read. */
+/* Puts the ABI enums, and the ABI structs no map holds (clang's BTF keeps no local variable's type),
+ * into the object's BTF, where rvs-bpf/tests/abi_layout.rs compares them with their Rust mirrors.
+ * Never read. */
 struct rvs_abi_enums {
 	enum rvs_family family;
 	enum rvs_fwd fwd;
 	enum rvs_sched sched;
 	enum rvs_tcp_state tcp_state;
 	enum rvs_drop drop;
+	struct rvs_expire_hdr expire_hdr;
 };
 const volatile struct rvs_abi_enums rvs_abi_anchor __attribute__((used));
 
 /* Finds the connection of @pkt, or schedules a new one, and returns its real server. An entry is used
- * when its real server is still usable and the packet does not reopen it (a new SYN on TIME_WAIT or
- * CLOSE); otherwise the packet is handled as if there were no entry: a TCP segment that cannot open a
- * connection is dropped (-NOT_SYN), anything else is scheduled, inserted and counted in conns.
+ * when it has not timed out, its real server is still usable and the packet does not reopen it (a new
+ * SYN on TIME_WAIT or CLOSE, or to a real server of weight 0). Otherwise the entry ends here: the packet claims it (lib/conn.h; a lost
+ * claim is -CONN_BUSY) and is handled as if there were no entry: a TCP segment that cannot open a
+ * connection is dropped (-NOT_SYN), anything else is scheduled and replaces the entry, counted in conns.
+ * A claimed entry that nothing replaces is deleted at once (IPVS's expire_nodest_conn, on in rvs).
  * Mirror: rvs-model/src/xdp.rs */
 static __always_inline int
 rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now_ns,
@@ -44,28 +49,44 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 {
 	struct rvs_conn_key key;
 	struct rvs_conn_val *conn;
-	int ret;
+	int ret, claimed = 0;
+	__u32 w;
 
 	rvs_conn_key_of(pkt, &key);
 	conn = rvs_conn_lookup(&key);
 	/* A reply entry under a client's tuple (a client using a real server's address and port toward a
 	 * virtual address that is another connection's client) is no connection of this packet. */
-	if (conn && !(conn->flags & RVS_CONN_F_REPLY) && !rvs_conn_reused(conn, pkt)) {
-		*dest = rvs_conn_dest(conn, svc);
+	if (conn && !(conn->flags & RVS_CONN_F_REPLY)) {
+		w = rvs_conn_word_read(conn);
+		if (RVS_CONN_W_CFLAGS(w) & RVS_CONN_C_DEAD)
+			return -RVS_DROP_CONN_BUSY;
+		*dest = NULL;
+		if (!rvs_conn_expired(RVS_CONN_W_STATE(w), conn->last_ns, now_ns) &&
+		    !rvs_conn_reused(conn, pkt))
+			*dest = rvs_conn_dest(conn, svc);
+		/* IPVS with expire_nodest_conn (on in rvs) schedules a new SYN afresh when its
+		 * connection's real server is quiesced (weight 0), rather than sending it there. */
+		if (*dest && (*dest)->weight == 0 && pkt->proto == IPPROTO_TCP && rvs_conn_is_new(pkt))
+			*dest = NULL;
 		if (*dest) {
 			rvs_conn_touch(conn, pkt, rvs_tcp_dir_in(conn->flags), now_ns);
 			*dest_id = conn->dest_id;
 			return RVS_OK;
 		}
+		if (!rvs_conn_claim(conn, w, now_ns))
+			return -RVS_DROP_CONN_BUSY;
+		claimed = 1;
 	}
-	if (!rvs_conn_is_new(pkt))
-		return -RVS_DROP_NOT_SYN;
-	ret = rvs_sched_pick(svc, pkt, dest_id, dest);
-	if (ret != RVS_OK)
+	ret = -RVS_DROP_NOT_SYN;
+	if (rvs_conn_is_new(pkt))
+		ret = rvs_sched_pick(svc, pkt, dest_id, dest);
+	if (ret == RVS_OK)
+		ret = rvs_conn_create(&key, pkt, svc, *dest_id, *dest, now_ns);
+	if (ret != RVS_OK) {
+		if (claimed)
+			bpf_map_delete_elem(&rvs_conn, &key);
 		return ret;
-	ret = rvs_conn_create(&key, pkt, svc, *dest_id, *dest, now_ns);
-	if (ret != RVS_OK)
-		return ret;
+	}
 	rvs_stats_conn(svc->id, *dest_id);
 	return RVS_OK;
 }
@@ -85,7 +106,7 @@ rvs_xdp_forward(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_v
 }
 
 /* A packet to no service: a NAT real server's reply if its tuple has a reply entry and the connection
- * behind it still agrees (lib/conn.h); then the connection's state advances by IPVS's OUTPUT table,
+ * behind it still agrees (lib/conn.h) and has not timed out; then the connection's state advances by IPVS's OUTPUT table,
  * the source becomes the virtual address and port, and the packet goes to the client, counted in
  * outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
  * it after one array lookup.
@@ -99,7 +120,7 @@ rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 	struct rvs_svc_val *svc;
 	struct rvs_conn_key key;
 	__u64 now_ns;
-	__u32 svc_id;
+	__u32 svc_id, w;
 	int ret;
 
 	if (!rvs_nat_enabled())
@@ -122,7 +143,14 @@ rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 	dest = rvs_conn_dest(conn, svc);
 	if (!dest || !rvs_nat_from_dest(pkt, dest))
 		return XDP_PASS;
+	/* A connection past its timeout, or claimed, is gone for its replies too, as for the client's
+	 * packets (IPVS finds no connection once its timer fired): refreshing it here would revive an
+	 * entry the expiry is deleting. */
 	now_ns = rvs_now_ns();
+	w = rvs_conn_word_read(conn);
+	if ((RVS_CONN_W_CFLAGS(w) & RVS_CONN_C_DEAD) ||
+	    rvs_conn_expired(RVS_CONN_W_STATE(w), conn->last_ns, now_ns))
+		return XDP_PASS;
 	rvs_conn_touch(conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
 	rep->last_ns = now_ns;
 	ret = rvs_nat_reply_xmit(ctx, pkt, vs);
@@ -184,6 +212,37 @@ rvs_xdp_ingress(struct xdp_md *ctx)
 	if (ret < 0)
 		return rvs_stats_drop(-ret);
 	return ret;
+}
+
+/* The daemon's expiry, run by it with BPF_PROG_TEST_RUN (never attached): the frame is a struct
+ * rvs_expire_hdr and the connection keys the daemon found due; each is deleted only if it is still
+ * due now, by lib/expire.h's rules, and hdr.deleted counts those deleted. Living beside the packet
+ * path in one object, it shares its maps and its atomics.
+ * Mirror: rvs-model/src/xdp.rs (rvs_expire_one and the rest: rvs-model/src/expire.rs) */
+SEC("xdp")
+int
+rvs_xdp_expire(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct rvs_expire_hdr *hdr = data;
+	struct rvs_conn_key key;
+	__u64 now_ns = rvs_now_ns();
+	__u32 i, n, deleted = 0;
+
+	if ((void *)(hdr + 1) > data_end)
+		return XDP_ABORTED;
+	n = hdr->nkeys;
+	for (i = 0; i < RVS_EXPIRE_BATCH && i < n; i++) {
+		void *k = data + sizeof(*hdr) + i * sizeof(key);
+
+		if (k + sizeof(key) > data_end)
+			break;
+		__builtin_memcpy(&key, k, sizeof(key));
+		deleted += rvs_expire_one(&key, now_ns);
+	}
+	hdr->deleted = deleted;
+	return XDP_PASS;
 }
 
 char _license[] SEC("license") = "GPL";

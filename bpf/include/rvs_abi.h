@@ -39,6 +39,15 @@ enum rvs_sched {
 	RVS_SCHED_SH	= 2,	/* 256 buckets indexed by a hash of the source address (+ port) */
 	RVS_SCHED_DH	= 3,	/* 256 buckets indexed by a hash of the destination address */
 	RVS_SCHED_MH	= 4,	/* Maglev table indexed by hsiphash of the source address (+ port) */
+	/* Count-driven schedulers: the table lists the service's real servers in IPVS's list order and
+	 * the data plane scans it, reading rvs_dest_cnt (lib/sched.h). */
+	RVS_SCHED_LC	= 5,	/* least connections: active*256 + inactive */
+	RVS_SCHED_WLC	= 6,	/* weighted least connections (IPVS's default) */
+	RVS_SCHED_SED	= 7,	/* shortest expected delay: (active + 1) / weight */
+	RVS_SCHED_NQ	= 8,	/* never queue: an idle server first, else sed */
+	RVS_SCHED_FO	= 9,	/* weighted failover: the highest weight */
+	RVS_SCHED_OVF	= 10,	/* overflow: the heaviest whose active conns do not exceed its weight */
+	RVS_SCHED_TWOS	= 11,	/* weighted random choice of two, the less loaded wins */
 };
 
 /* A hashed scheduler's slot whose bucket has no usable real server (IPVS returns no dest). */
@@ -80,7 +89,9 @@ enum rvs_drop {
 					 * interface (sysctl net.ipv{4,6}.conf.IF.forwarding) */
 	RVS_DROP_ENCAP_FAIL	= 14,	/* TUN: bpf_xdp_adjust_head refused room for the outer header */
 	RVS_DROP_TOO_BIG	= 15,	/* TUN: too big for the tunnel and no ICMP error can say so */
-	RVS_DROP__MAX		= 16,
+	RVS_DROP_CONN_BUSY	= 16,	/* the packet's entry is being expired on another CPU this very
+					 * moment (lib/conn.h); the sender's retransmission finds it gone */
+	RVS_DROP__MAX		= 17,
 };
 
 /* rvs_svc_val.flags */
@@ -92,10 +103,23 @@ enum rvs_drop {
 #define RVS_DEST_F_VALID	(1U << 0)	/* slot holds a configured real server */
 #define RVS_DEST_F_NEIGH	(1U << 1)	/* dmac/smac/ifindex resolved */
 
-/* rvs_conn_val.flags */
+/* rvs_dest_cnt.flags */
+#define RVS_DEST_C_OVERLOAD	(1U << 0)	/* -x reached; cleared by IPVS's -y rules (lib/conn.h) */
+
+/* rvs_conn_val.flags (fixed when the entry is created) */
 #define RVS_CONN_F_INPUT_ONLY	(1U << 0)	/* DR/TUN: the director sees only the client's half */
 #define RVS_CONN_F_REPLY	(1U << 1)	/* NAT reply entry: keyed by the real server's side (see
 						 * lib/conn.h), never a connection of its own */
+
+/* rvs_conn_val.cflags (change during the entry's life, only by compare-and-swap: lib/conn.h) */
+#define RVS_CONN_C_ACTIVE	(1U << 0)	/* counted in its real server's active (else inactive) */
+#define RVS_CONN_C_DEAD		(1U << 1)	/* claimed by whoever deletes or replaces it */
+
+/* rvs_timeouts slots: one per rvs_tcp_state (RVS_UDP_S_NORMAL for UDP). */
+#define RVS_TIMEOUT_SLOTS	16
+
+/* Connection keys one run of rvs_xdp_expire examines (lib/expire.h). */
+#define RVS_EXPIRE_BATCH	64
 
 /* rvs_cfg.flags */
 #define RVS_CFG_F_NAT		(1U << 0)	/* some real server is NAT: look up replies */
@@ -135,8 +159,38 @@ struct rvs_dest_val {
 	__u32 flags;		/* RVS_DEST_F_* */
 	__be32 laddr[4];	/* TUN: the director's address toward the real server (outer source) */
 	__u32 mtu;		/* TUN: path MTU toward the real server; 0 = unknown, not checked */
+	__u32 dgen;		/* generation of this dest id: a connection counts for its real server
+				 * only while rvs_conn_val.dest_gen equals it (ids are reused) */
+	__u32 u_thresh;		/* -x: upper connection threshold; 0 = none */
+	__u32 l_thresh;		/* -y: lower connection threshold; 0 = none */
 };
-RVS_ABI_ASSERT_SIZE(struct rvs_dest_val, 68);
+RVS_ABI_ASSERT_SIZE(struct rvs_dest_val, 80);
+
+/* Value of rvs_dest_cnt (an array indexed by dest id): IPVS's activeconns, inactconns and
+ * persistconns, and the overload flag, kept exact by the data plane with atomic operations (every
+ * entry of rvs_conn counts once, in the class its cflags name). The daemon only zeroes a slot when it
+ * gives the id to a new real server. */
+struct rvs_dest_cnt {
+	__u32 active;
+	__u32 inactive;
+	__u32 persist;
+	__u32 flags;		/* RVS_DEST_C_* */
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_dest_cnt, 16);
+
+/* Value of rvs_timeouts[0]: seconds an entry lives after its last packet, by state (IPVS's
+ * timeout_table; --set changes three of them). 0 = the entry never times out in the data plane. */
+struct rvs_timeouts {
+	__u32 s[RVS_TIMEOUT_SLOTS];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_timeouts, 64);
+
+/* Header of rvs_xdp_expire's input frame, followed by up to RVS_EXPIRE_BATCH struct rvs_conn_key. */
+struct rvs_expire_hdr {
+	__u32 nkeys;		/* keys that follow */
+	__u32 deleted;		/* out: entries deleted */
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_expire_hdr, 8);
 
 /* Per-service scheduler state (rvs_svc_st, an array indexed by service id). pos is advanced with an
  * atomic add so that every CPU draws from one sequence, as IPVS's single cursor does. */
@@ -163,9 +217,14 @@ struct rvs_conn_val {
 	__u32 svc_id;
 	__u64 created_ns;	/* rvs_now_ns() when scheduled */
 	__u64 last_ns;		/* rvs_now_ns() of the last packet */
+	/* state, flags, cflags and tag form one aligned 32-bit word that changes only by
+	 * compare-and-swap (lib/conn.h rvs_conn_word). */
 	__u8 state;		/* enum rvs_tcp_state */
 	__u8 flags;		/* RVS_CONN_F_* */
-	__u8 _pad[6];
+	__u8 cflags;		/* RVS_CONN_C_* */
+	__u8 tag;		/* (created_ns >> 20) & 0xff: a word compared against an entry that was
+				 * freed and reused in between differs (ABA) */
+	__u32 dest_gen;		/* rvs_dest_val.dgen of dest_id when scheduled */
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_conn_val, 32);
 

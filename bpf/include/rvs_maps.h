@@ -60,15 +60,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_svc_st SEC(".maps");
 
-/* Connections, client side. LRU so that a full table evicts the least recently used entry instead of
- * refusing new clients. max_entries is a placeholder: the loader sets it (DataplaneConfig::conn_max). */
+/* Connections, client side (and NAT reply entries, lib/conn.h). A plain preallocated hash, not an
+ * LRU: an LRU evicts entries behind the program's back, and every evicted connection would stay
+ * counted in rvs_dest_cnt for ever. A full table refuses new connections (RVS_DROP_CONN_FULL) until
+ * the daemon expires entries; size it with rvsd's conn-max. max_entries is a placeholder: the loader
+ * sets it (DataplaneConfig::conn_max). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, RVS_CONN_DEFAULT);
 	__type(key, struct rvs_conn_key);
 	__type(value, struct rvs_conn_val);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_conn SEC(".maps");
+
+/* Active, inactive and persistent connections per dest id, and overload (struct rvs_dest_cnt).
+ * Shared by all CPUs, updated atomically: schedulers compare them across real servers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RVS_MAX_DEST);
+	__type(key, __u32);
+	__type(value, struct rvs_dest_cnt);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_dest_cnt SEC(".maps");
+
+/* Timeouts by state, rvs_timeouts[0] (struct rvs_timeouts), written by the daemon (--set). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rvs_timeouts);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_timeouts SEC(".maps");
 
 /* Counters per service id, per CPU (no atomics on the fast path; user space sums the CPUs). */
 struct {

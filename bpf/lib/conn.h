@@ -1,8 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The connection table (rvs_conn) and IPVS's TCP state machine. States advance by IPVS's tables: a
- * client's packet by INPUT, or by INPUT_ONLY for DR and TUN, whose replies bypass the director (IPVS's
- * NOOUTPUT connections); a NAT real server's reply by OUTPUT. Timeouts are not applied here: the
- * daemon deletes expired entries, and the LRU evicts the oldest when the table is full.
+/* The connection table (rvs_conn), IPVS's TCP state machine and the per-real-server connection
+ * counters (rvs_dest_cnt). States advance by IPVS's tables: a client's packet by INPUT, or by
+ * INPUT_ONLY for DR and TUN, whose replies bypass the director (IPVS's NOOUTPUT connections); a NAT
+ * real server's reply by OUTPUT.
+ *
+ * Exact counters. Every client-side entry counts once in its real server's active or inactive
+ * counter, in the class its cflags name (RVS_CONN_C_ACTIVE: IPVS's active states). Three parties
+ * change entries at the same time: the program on each CPU, and the daemon's expiry (rvs_xdp_expire,
+ * lib/expire.h, run by the daemon in the kernel so that it can use the same atomics). The entry's
+ * state, flags, cflags and tag form one 32-bit word that only compare-and-swap changes, so exactly one
+ * party moves a counter for each change of class, and exactly one claims an ending entry
+ * (RVS_CONN_C_DEAD) and takes it out of its counter. An entry whose timeout has passed is a miss for
+ * the program too, so a packet never revives an entry the expiry is about to delete: the packet
+ * claims it and replaces it with a new connection. Losing a claim (the other party is deleting the
+ * entry this very moment) drops the packet as CONN_BUSY. Timeouts come from rvs_timeouts (the
+ * daemon's --set values); with none written, entries never time out here.
  *
  * A NAT connection has two entries in rvs_conn. The client-side entry (client -> VIP:vport) is the
  * connection: real server, service, times, state. The reply entry, flagged RVS_CONN_F_REPLY, is keyed
@@ -11,16 +23,13 @@
  * (Cilium's reverse-NAT index, here the service id). A reply is matched only when every step agrees:
  * the reply entry, the service still under that id, the client-side entry naming the same real
  * server, and the reply coming from that real server's address and port.
- * Why in rvs_conn rather than a map of its own: an LRU hash is preallocated to max_entries, so a second
+ * Why in rvs_conn rather than a map of its own: a hash is preallocated to max_entries, so a second
  * table would cost every director about as much memory as rvs_conn (over 100 MB at the default
  * 1,048,576 entries), NAT or not. In rvs_conn the reply entries cost only NAT connections, one more
- * entry each (about 120 bytes with the map's overhead), out of the same capacity. LRU consistency:
- * the two entries age separately. Replies refresh both, client packets only the first. When a full
- * table evicts one of a pair, the connection ends as if unknown: without its client-side entry a
- * reply passes to the stack untouched and a client's segment is NOT_SYN; without its reply entry
- * replies pass untouched. IPVS does the same with a packet that matches no connection. The daemon
- * deletes a NAT connection's reply entry together with the connection; one whose connection was
- * evicted is the table's least recently used and goes first. */
+ * entry each (about 120 bytes with the map's overhead), out of the same capacity. The reply entry is
+ * inserted first, so a client-side entry never exists without one; it carries no counter and no
+ * timeout of its own: the expiry (lib/expire.h) deletes it once its client-side entry is gone or
+ * names another real server. Replies refresh both entries, client packets only the first. */
 #ifndef RVS_CONN_H
 #define RVS_CONN_H
 
@@ -88,8 +97,143 @@ static const __u8 rvs_tcp_states[12][RVS_TCP_S_LAST] = {
 #undef sLI
 #undef sSA
 
+/* The 32-bit word of @conn that holds state (byte 0), flags, cflags and tag (byte 3), in the order of
+ * struct rvs_conn_val on a little-endian machine; 4-byte aligned (offset 24). */
+#define RVS_CONN_W_STATE(w)	((__u8)((w) & 0xff))
+#define RVS_CONN_W_CFLAGS(w)	((__u8)(((w) >> 16) & 0xff))
+#define RVS_CONN_W(state, flags, cflags, tag)						\
+	((__u32)(state) | ((__u32)(flags) << 8) | ((__u32)(cflags) << 16) | ((__u32)(tag) << 24))
+
+/* Pointer to the word of @conn that compare-and-swap updates.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline __u32 *
+rvs_conn_word(struct rvs_conn_val *conn)
+{
+	return (__u32 *)&conn->state;
+}
+
+/* A one-time read of the word (another CPU may change it at any moment).
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline __u32
+rvs_conn_word_read(struct rvs_conn_val *conn)
+{
+	return *(volatile __u32 *)rvs_conn_word(conn);
+}
+
+/* Whether a connection of @proto in @state counts as active: IPVS's ESTABLISHED, SYN_SENT, SYN_RECV
+ * and SYNACK; UDP never (ipvs-features.md §2.6).
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline int
+rvs_conn_is_active(__u8 proto, __u8 state)
+{
+	if (proto != IPPROTO_TCP)
+		return 0;
+	return state == RVS_TCP_S_ESTABLISHED || state == RVS_TCP_S_SYN_SENT ||
+	       state == RVS_TCP_S_SYN_RECV || state == RVS_TCP_S_SYNACK;
+}
+
+/* Whether an entry in @state last seen at @last_ns has timed out at @now_ns, by rvs_timeouts. A slot
+ * of 0 (or no timeouts written) never times out; a last_ns ahead of now (read before another CPU's
+ * write) has not.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline int
+rvs_conn_expired(__u8 state, __u64 last_ns, __u64 now_ns)
+{
+	__u32 zero = 0, idx = state;
+	struct rvs_timeouts *t = bpf_map_lookup_elem(&rvs_timeouts, &zero);
+	__u64 to;
+
+	if (!t || idx >= RVS_TIMEOUT_SLOTS)
+		return 0;
+	to = (__u64)t->s[idx] * 1000000000ULL;
+	if (to == 0 || now_ns < last_ns)
+		return 0;
+	return now_ns - last_ns >= to;
+}
+
+/* Whether @dest is overloaded: IPVS's OVERLOAD flag, which only an upper threshold can set (so a real
+ * server whose -x was removed is not, as IPVS clears the flag on that edit).
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline int
+rvs_conn_overloaded(const struct rvs_dest_val *dest, const struct rvs_dest_cnt *cnt)
+{
+	return dest->u_thresh != 0 && (cnt->flags & RVS_DEST_C_OVERLOAD);
+}
+
+/* Counts a new connection on its real server (IPVS's ip_vs_bind_dest): active or inactive, then
+ * OVERLOAD when active + inactive reaches the upper threshold.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_conn_bind(__u32 dest_id, const struct rvs_dest_val *dest, int active)
+{
+	struct rvs_dest_cnt *cnt = bpf_map_lookup_elem(&rvs_dest_cnt, &dest_id);
+
+	if (!cnt)
+		return;
+	if (active)
+		__sync_fetch_and_add(&cnt->active, 1);
+	else
+		__sync_fetch_and_add(&cnt->inactive, 1);
+	if (dest->u_thresh != 0 && cnt->active + cnt->inactive >= dest->u_thresh)
+		__sync_fetch_and_or(&cnt->flags, RVS_DEST_C_OVERLOAD);
+}
+
+/* Takes an ending connection out of its real server's counter, in the class @cflags names (IPVS's
+ * ip_vs_unbind_dest), then clears OVERLOAD by IPVS's rules: below -y if set, else below 3/4 of -x.
+ * Nothing when the dest id now belongs to another real server (its counters started from zero) or to
+ * none. Reply entries are never counted.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_conn_unbind(const struct rvs_conn_val *conn, __u8 cflags)
+{
+	__u32 id = conn->dest_id, total;
+	struct rvs_dest_val *dest;
+	struct rvs_dest_cnt *cnt;
+
+	if (conn->flags & RVS_CONN_F_REPLY)
+		return;
+	dest = bpf_map_lookup_elem(&rvs_dest, &id);
+	if (!dest || !(dest->flags & RVS_DEST_F_VALID) || dest->dgen != conn->dest_gen)
+		return;
+	cnt = bpf_map_lookup_elem(&rvs_dest_cnt, &id);
+	if (!cnt)
+		return;
+	if (cflags & RVS_CONN_C_ACTIVE)
+		__sync_fetch_and_sub(&cnt->active, 1);
+	else
+		__sync_fetch_and_sub(&cnt->inactive, 1);
+	total = cnt->active + cnt->inactive;
+	if (dest->l_thresh != 0) {
+		if (total < dest->l_thresh)
+			__sync_fetch_and_and(&cnt->flags, ~RVS_DEST_C_OVERLOAD);
+	} else if (dest->u_thresh != 0) {
+		if (total * 4 < dest->u_thresh * 3)
+			__sync_fetch_and_and(&cnt->flags, ~RVS_DEST_C_OVERLOAD);
+	} else if (cnt->flags & RVS_DEST_C_OVERLOAD) {
+		__sync_fetch_and_and(&cnt->flags, ~RVS_DEST_C_OVERLOAD);
+	}
+}
+
+/* Claims @conn, whose word was @w, for deletion or replacement: succeeds (1) for exactly one party,
+ * which takes the connection out of its counter. last_ns then records the claim, so that the expiry
+ * leaves a freshly claimed entry to its claimer.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline int
+rvs_conn_claim(struct rvs_conn_val *conn, __u32 w, __u64 now_ns)
+{
+	__u32 dead = w | ((__u32)RVS_CONN_C_DEAD << 16);
+
+	if (RVS_CONN_W_CFLAGS(w) & RVS_CONN_C_DEAD)
+		return 0;
+	if (__sync_val_compare_and_swap(rvs_conn_word(conn), w, dead) != w)
+		return 0;
+	rvs_conn_unbind(conn, RVS_CONN_W_CFLAGS(w));
+	conn->last_ns = now_ns;
+	return 1;
+}
+
 /* The key of @pkt's connection: client address and port, virtual address and port, protocol, family.
- * Every byte is written (padding included): the LRU hash compares all 40.
+ * Every byte is written (padding included): the hash compares all 40.
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline void
 rvs_conn_key_of(const struct rvs_pkt *pkt, struct rvs_conn_key *key)
@@ -136,12 +280,18 @@ rvs_tcp_next_state(__u32 dir, __u8 state, __u8 tcp_flags)
 	int ev = rvs_tcp_event(tcp_flags);
 	__u32 row;
 
-	if (ev < 0 || ev > RVS_TCP_EV_RST || state >= RVS_TCP_S_LAST)
+	__u32 idx = state;
+
+	if (ev < 0 || ev > RVS_TCP_EV_RST || idx >= RVS_TCP_S_LAST)
 		return state;
 	row = dir + ev;
 	if (row >= 12)
 		return state;
-	return rvs_tcp_states[row][state];
+	rvs_barrier_var(idx);
+	rvs_barrier_var(row);
+	if (idx >= RVS_TCP_S_LAST || row >= 12)
+		return state;
+	return rvs_tcp_states[row][idx];
 }
 
 /* The table a client's packet of a connection with @conn_flags goes by: INPUT_ONLY when the director
@@ -173,7 +323,8 @@ rvs_conn_lookup(const struct rvs_conn_key *key)
 }
 
 /* The real server of @conn if the packet may still use it: the dest slot is valid, belongs to the
- * connection's service, and that service is @svc (a deleted and re-added service gets a new id). NULL
+ * connection's service, is still the real server it was (generation), and that service is @svc (a
+ * deleted and re-added service gets a new id). NULL
  * otherwise; the caller then treats the packet as if no entry existed.
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline struct rvs_dest_val *
@@ -185,7 +336,8 @@ rvs_conn_dest(const struct rvs_conn_val *conn, const struct rvs_svc_val *svc)
 	if (conn->svc_id != svc->id)
 		return NULL;
 	dest = bpf_map_lookup_elem(&rvs_dest, &id);
-	if (!dest || !(dest->flags & RVS_DEST_F_VALID) || dest->svc_id != conn->svc_id)
+	if (!dest || !(dest->flags & RVS_DEST_F_VALID) || dest->svc_id != conn->svc_id ||
+	    dest->dgen != conn->dest_gen)
 		return NULL;
 	return dest;
 }
@@ -201,14 +353,65 @@ rvs_conn_reused(const struct rvs_conn_val *conn, const struct rvs_pkt *pkt)
 	return conn->state == RVS_TCP_S_TIME_WAIT || conn->state == RVS_TCP_S_CLOSE;
 }
 
-/* Records a packet of an existing connection: TCP state transition by @dir's table, and last_ns.
+/* Moves @conn from the counter class of @from to that of @to (IPVS's set_tcp_state), when they differ
+ * and the dest id still belongs to the connection's real server.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_conn_recount(const struct rvs_conn_val *conn, __u8 from, __u8 to)
+{
+	__u32 id = conn->dest_id;
+	struct rvs_dest_val *dest;
+	struct rvs_dest_cnt *cnt;
+
+	if ((from & RVS_CONN_C_ACTIVE) == (to & RVS_CONN_C_ACTIVE) || (conn->flags & RVS_CONN_F_REPLY))
+		return;
+	dest = bpf_map_lookup_elem(&rvs_dest, &id);
+	if (!dest || !(dest->flags & RVS_DEST_F_VALID) || dest->dgen != conn->dest_gen)
+		return;
+	cnt = bpf_map_lookup_elem(&rvs_dest_cnt, &id);
+	if (!cnt)
+		return;
+	if (to & RVS_CONN_C_ACTIVE) {
+		__sync_fetch_and_add(&cnt->active, 1);
+		__sync_fetch_and_sub(&cnt->inactive, 1);
+	} else {
+		__sync_fetch_and_sub(&cnt->active, 1);
+		__sync_fetch_and_add(&cnt->inactive, 1);
+	}
+}
+
+/* Records a packet of an existing connection: last_ns, and the TCP state transition by @dir's table.
+ * A transition swaps the word, so that of two CPUs moving the same connection, one moves the counters
+ * (a failed swap re-reads and retries, a few times: each retry means another CPU made progress). An
+ * entry claimed meanwhile keeps its state: its claimer counted it out.
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline void
 rvs_conn_touch(struct rvs_conn_val *conn, const struct rvs_pkt *pkt, __u32 dir, __u64 now_ns)
 {
-	if (pkt->proto == IPPROTO_TCP)
-		conn->state = rvs_tcp_next_state(dir, conn->state, pkt->tcp_flags);
+	__u32 w, nw, i;
+	__u8 st, cf;
+
 	conn->last_ns = now_ns;
+	if (pkt->proto != IPPROTO_TCP)
+		return;
+	w = rvs_conn_word_read(conn);
+	for (i = 0; i < 4; i++) {
+		cf = RVS_CONN_W_CFLAGS(w);
+		if (cf & RVS_CONN_C_DEAD)
+			return;
+		st = rvs_tcp_next_state(dir, RVS_CONN_W_STATE(w), pkt->tcp_flags);
+		if (st == RVS_CONN_W_STATE(w))
+			return;
+		cf &= ~RVS_CONN_C_ACTIVE;
+		if (rvs_conn_is_active(IPPROTO_TCP, st))
+			cf |= RVS_CONN_C_ACTIVE;
+		nw = (w & 0xff00ff00U) | st | ((__u32)cf << 16);
+		if (__sync_val_compare_and_swap(rvs_conn_word(conn), w, nw) == w) {
+			rvs_conn_recount(conn, RVS_CONN_W_CFLAGS(w), cf);
+			return;
+		}
+		w = rvs_conn_word_read(conn);
+	}
 }
 
 /* The key of the reply entry of NAT connection @key to real server @dest: the reply's tuple, from the
@@ -242,7 +445,8 @@ rvs_conn_client_key(const struct rvs_pkt *pkt, const struct rvs_svc_key *vs, str
 	key->family = pkt->family;
 }
 
-/* Inserts (or replaces) the entry of @key for a connection just scheduled to @dest_id. TCP starts
+/* Inserts (or replaces: the caller claimed the old one) the entry of @key for a connection just
+ * scheduled to @dest_id, and counts it on the real server. TCP starts
  * from NONE through the client's table (a SYN gives SYN_RECV); UDP has its single state. A NAT
  * connection gets its reply entry first, so that a client-side entry never exists without one (a
  * reply entry left alone by a failed insert leads nowhere). -CONN_FULL if the table refuses an insert.
@@ -260,6 +464,8 @@ rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
 	val.svc_id = svc->id;
 	val.created_ns = now_ns;
 	val.last_ns = now_ns;
+	val.tag = (__u8)(now_ns >> 20);
+	val.dest_gen = dest->dgen;
 	if (dest->fwd == RVS_FWD_NAT) {
 		val.flags = RVS_CONN_F_REPLY;
 		rvs_conn_reply_key(key, dest, &rkey);
@@ -272,8 +478,11 @@ rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
 		val.state = rvs_tcp_next_state(rvs_tcp_dir_in(val.flags), RVS_TCP_S_NONE, pkt->tcp_flags);
 	else
 		val.state = RVS_UDP_S_NORMAL;
+	if (rvs_conn_is_active(pkt->proto, val.state))
+		val.cflags = RVS_CONN_C_ACTIVE;
 	if (bpf_map_update_elem(&rvs_conn, key, &val, BPF_ANY))
 		return -RVS_DROP_CONN_FULL;
+	rvs_conn_bind(dest_id, dest, val.cflags & RVS_CONN_C_ACTIVE);
 	return RVS_OK;
 }
 

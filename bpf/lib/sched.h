@@ -15,6 +15,8 @@
 #include "rvs_maps.h"
 #include "lib/parse.h"
 #include "lib/verdict.h"
+#include "lib/hooks.h"
+#include "lib/conn.h"
 
 /* The kernel's hash_32(val, bits) (include/linux/hash.h, GOLDEN_RATIO_32 since Linux 4.7).
  * Mirror: rvs-model/src/sched.rs */
@@ -114,8 +116,22 @@ rvs_sched_index(const struct rvs_svc_val *svc, const struct rvs_pkt *pkt, __u32 
 	return RVS_OK;
 }
 
-/* A dest of @svc that may take a new connection, or NULL: valid, of @svc, and for a service with
- * mh-fallback (whose table is not filtered) of weight > 0.
+/* Whether real server @id (@d_val) is overloaded (lib/conn.h's rule on its rvs_dest_cnt slot).
+ * Mirror: rvs-model/src/sched.rs */
+static __always_inline int
+rvs_sched_overloaded(__u32 id, const struct rvs_dest_val *d_val)
+{
+	struct rvs_dest_cnt *cnt;
+
+	if (d_val->u_thresh == 0)
+		return 0;
+	cnt = bpf_map_lookup_elem(&rvs_dest_cnt, &id);
+	return cnt && rvs_conn_overloaded(d_val, cnt);
+}
+
+/* A dest of @svc that may take a new connection, or NULL: valid, of @svc, not overloaded (IPVS's
+ * schedulers all skip OVERLOAD), and for a service with mh-fallback (whose table is not filtered) of
+ * weight > 0.
  * Mirror: rvs-model/src/sched.rs */
 static __always_inline struct rvs_dest_val *
 rvs_sched_dest(const struct rvs_svc_val *svc, __u32 id)
@@ -126,7 +142,187 @@ rvs_sched_dest(const struct rvs_svc_val *svc, __u32 id)
 		return NULL;
 	if ((svc->flags & RVS_SVC_F_SCHED_FALLBACK) && d_val->weight == 0)
 		return NULL;
+	if (rvs_sched_overloaded(id, d_val))
+		return NULL;
 	return d_val;
+}
+
+/* State of one scan of a count-driven scheduler over the service's real servers (bpf_loop). */
+struct rvs_sched_scan {
+	const struct rvs_svc_val *svc;
+	__u32 found;		/* a choice was made */
+	__u32 id;		/* the choice (or twos' first) */
+	__u64 loh;		/* its overhead */
+	__u64 lw;		/* its weight */
+	__u64 total;		/* twos: sum of the candidates' weights */
+	__s64 r1, r2;		/* twos: the two random weights, counted down */
+	__u32 found2;		/* twos: second choice made */
+	__u32 id2;
+	__u64 oh2, w2;
+};
+
+/* A candidate of a count-driven scheduler at position @i of @s->svc's table: a real server of the
+ * service with weight > 0, not overloaded (weight-0 servers can never win IPVS's comparisons, so
+ * skipping them changes no choice). Its weight, active and inactive counts go to the out-arguments.
+ * Mirror: rvs-model/src/sched.rs */
+static __always_inline int
+rvs_sched_candidate(const struct rvs_sched_scan *s, __u64 i, __u32 *id, __u64 *w, __u64 *act,
+		    __u64 *inact)
+{
+	__u32 slot = s->svc->sched_base + (__u32)i;
+	struct rvs_dest_val *d_val;
+	struct rvs_dest_cnt *cnt;
+	__u32 *d = bpf_map_lookup_elem(&rvs_sched, &slot);
+
+	if (!d)
+		return 0;
+	*id = *d;
+	d_val = rvs_sched_dest(s->svc, *id);
+	if (!d_val || d_val->weight == 0)
+		return 0;
+	cnt = bpf_map_lookup_elem(&rvs_dest_cnt, id);
+	if (!cnt)
+		return 0;
+	*w = d_val->weight;
+	*act = cnt->active;
+	*inact = cnt->inactive;
+	return 1;
+}
+
+/* One step of lc, wlc, sed, nq, fo and ovf: IPVS's loop body (ip_vs_{lc,wlc,sed,nq,fo,ovf}.c), the
+ * weighted comparisons by cross-multiplication as IPVS does, ties to the earlier server.
+ * Mirror: rvs-model/src/sched.rs */
+static long
+rvs_sched_scan_step(__u64 i, void *ctx)
+{
+	struct rvs_sched_scan *s = ctx;
+	__u64 w, act, inact, oh;
+	__u32 id;
+	int take;
+
+	if (!rvs_sched_candidate(s, i, &id, &w, &act, &inact))
+		return 0;
+	switch (s->svc->sched) {
+	case RVS_SCHED_LC:
+		oh = (act << 8) + inact;
+		take = !s->found || oh < s->loh;
+		break;
+	case RVS_SCHED_WLC:
+		oh = (act << 8) + inact;
+		take = !s->found || s->loh * w > oh * s->lw;
+		break;
+	case RVS_SCHED_NQ:
+		oh = act + 1;
+		if (act == 0) {
+			s->found = 1;
+			s->id = id;
+			return 1;
+		}
+		take = !s->found || s->loh * w > oh * s->lw;
+		break;
+	case RVS_SCHED_SED:
+		oh = act + 1;
+		take = !s->found || s->loh * w > oh * s->lw;
+		break;
+	case RVS_SCHED_FO:
+		oh = 0;
+		take = w > s->lw;
+		break;
+	case RVS_SCHED_OVF:
+		oh = 0;
+		take = act <= w && (!s->found || w > s->lw);
+		break;
+	default:
+		return 1;
+	}
+	if (take) {
+		s->found = 1;
+		s->id = id;
+		s->loh = oh;
+		s->lw = w;
+	}
+	return 0;
+}
+
+/* twos' first pass: the total weight of the candidates.
+ * Mirror: rvs-model/src/sched.rs */
+static long
+rvs_sched_twos_sum(__u64 i, void *ctx)
+{
+	struct rvs_sched_scan *s = ctx;
+	__u64 w, act, inact;
+	__u32 id;
+
+	if (rvs_sched_candidate(s, i, &id, &w, &act, &inact)) {
+		s->total += w;
+		s->found = 1;
+		s->id = id;
+	}
+	return 0;
+}
+
+/* twos' second pass (ip_vs_twos.c): each random weight, counted down by the candidates' weights in
+ * list order, names the candidate where it reaches zero.
+ * Mirror: rvs-model/src/sched.rs */
+static long
+rvs_sched_twos_pick(__u64 i, void *ctx)
+{
+	struct rvs_sched_scan *s = ctx;
+	__u64 w, act, inact;
+	__u32 id;
+
+	if (!rvs_sched_candidate(s, i, &id, &w, &act, &inact))
+		return 0;
+	s->r1 -= (__s64)w;
+	s->r2 -= (__s64)w;
+	if (s->r1 <= 0 && !s->found) {
+		s->found = 1;
+		s->id = id;
+		s->lw = w;
+		s->loh = (act << 8) + inact;
+	}
+	if (s->r2 <= 0 && !s->found2) {
+		s->found2 = 1;
+		s->id2 = id;
+		s->w2 = w;
+		s->oh2 = (act << 8) + inact;
+	}
+	return s->found && s->found2;
+}
+
+/* The choice of a count-driven scheduler for @svc, whose table lists its real servers in IPVS's
+ * order: RVS_OK with *id, or -NO_DEST when no server is available (IPVS: "no destination available").
+ * Two CPUs scheduling at once may both see the same counts and choose the same server, as two IPVS
+ * CPUs do.
+ * Mirror: rvs-model/src/sched.rs */
+static __always_inline int
+rvs_sched_scan(const struct rvs_svc_val *svc, __u32 *id)
+{
+	struct rvs_sched_scan s;
+	__u64 total;
+
+	__builtin_memset(&s, 0, sizeof(s));
+	s.svc = svc;
+	if (svc->sched != RVS_SCHED_TWOS) {
+		bpf_loop(svc->sched_len, rvs_sched_scan_step, &s, 0);
+		if (!s.found)
+			return -RVS_DROP_NO_DEST;
+		*id = s.id;
+		return RVS_OK;
+	}
+	bpf_loop(svc->sched_len, rvs_sched_twos_sum, &s, 0);
+	if (!s.found)
+		return -RVS_DROP_NO_DEST;
+	/* Random weights in [0, total]: IPVS adds 1 to the total before drawing below it. */
+	total = s.total + 1;
+	s.r1 = (__s64)(rvs_prandom() % total);
+	s.r2 = (__s64)(rvs_prandom() % total);
+	s.found = 0;
+	bpf_loop(svc->sched_len, rvs_sched_twos_pick, &s, 0);
+	if (s.found2 && s.w2 * s.loh > s.lw * s.oh2)
+		s.id = s.id2;
+	*id = s.id;
+	return RVS_OK;
 }
 
 /* State of one ip_vs_mh_get_fallback probe sequence, walked by bpf_loop. */
@@ -160,6 +356,39 @@ rvs_sched_mh_probe(__u64 k, void *ctx)
 	return 0;
 }
 
+/* State of an rr/wrr walk past unusable slots, walked by bpf_loop. */
+struct rvs_rr_probe {
+	const struct rvs_svc_val *svc;
+	__u32 id;		/* out: the dest found */
+	struct rvs_dest_val *dest;
+};
+
+/* One more step of the shared cursor of rr/wrr: IPVS moves on to the next available server in its
+ * sequence when one is overloaded, and the cursor passes the skipped position, as here. Stops (returns
+ * 1) at the first usable dest or at a cursor or slot that cannot be read.
+ * Mirror: rvs-model/src/sched.rs */
+static long
+rvs_sched_rr_probe(__u64 k __attribute__((unused)), void *ctx)
+{
+	struct rvs_rr_probe *p = ctx;
+	struct rvs_svc_state *st;
+	__u32 id = p->svc->id, slot, *d;
+
+	st = bpf_map_lookup_elem(&rvs_svc_st, &id);
+	if (!st || p->svc->sched_len == 0)
+		return 1;
+	slot = p->svc->sched_base + (__u32)(__sync_fetch_and_add(&st->pos, 1) % p->svc->sched_len);
+	d = bpf_map_lookup_elem(&rvs_sched, &slot);
+	if (!d)
+		return 1;
+	p->dest = rvs_sched_dest(p->svc, *d);
+	if (p->dest) {
+		p->id = *d;
+		return 1;
+	}
+	return 0;
+}
+
 /* Picks the real server of a new connection of @pkt: rvs_sched[sched_base + index], the index from
  * rvs_sched_index (rr/wrr: pos++ % sched_len, the exact splits depend on the shared cursor). RVS_OK
  * with *dest_id and *dest, or -NO_DEST when the table is empty, a slot cannot be read, or the slot
@@ -177,6 +406,17 @@ rvs_sched_pick(const struct rvs_svc_val *svc, const struct rvs_pkt *pkt, __u32 *
 
 	if (len == 0)
 		return -RVS_DROP_NO_DEST;
+	if (svc->sched >= RVS_SCHED_LC) {
+		ret = rvs_sched_scan(svc, &id);
+		if (ret != RVS_OK)
+			return ret;
+		d_val = rvs_sched_dest(svc, id);
+		if (!d_val)
+			return -RVS_DROP_NO_DEST;
+		*dest_id = id;
+		*dest = d_val;
+		return RVS_OK;
+	}
 	ret = rvs_sched_index(svc, pkt, len, &index);
 	if (ret != RVS_OK)
 		return ret;
@@ -195,6 +435,13 @@ rvs_sched_pick(const struct rvs_svc_val *svc, const struct rvs_pkt *pkt, __u32 *
 		};
 
 		bpf_loop(len, rvs_sched_mh_probe, &p, 0);
+		id = p.id;
+		d_val = p.dest;
+	}
+	if (!d_val && (svc->sched == RVS_SCHED_RR || svc->sched == RVS_SCHED_WRR)) {
+		struct rvs_rr_probe p = { .svc = svc };
+
+		bpf_loop(len - 1, rvs_sched_rr_probe, &p, 0);
 		id = p.id;
 		d_val = p.dest;
 	}

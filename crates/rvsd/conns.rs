@@ -2,15 +2,18 @@
 //! them settable with `--set`), what counts as ActiveConn and InActConn, which entries have expired,
 //! how long the others have left, and the state names `-Lc` prints.
 //!
-//! The data plane only refreshes `last_ns`; it never ages entries out (the LRU map evicts only when
-//! full). Expiry is therefore the daemon's job: a periodic sweep deletes what IPVS would have timed out.
-//! An entry's expiry is computed from its last packet and the timeouts in force at the time of asking,
-//! so a `--set` applies at once to existing entries too (IPVS re-arms an entry's timer with the new
-//! value only at its next packet).
+//! The data plane applies the same timeouts (written to its `rvs_timeouts` by [`plane_timeouts`]): an
+//! entry past its timeout is a miss there. Deleting entries is the daemon's sweep: it picks the keys
+//! that are due ([`due`]) and the data plane's expiry deletes those still due at that moment, keeping
+//! the per-real-server counters exact. An entry's expiry is computed from its last packet and the
+//! timeouts in force at the time of asking, so a `--set` applies at once to existing entries too (IPVS
+//! re-arms an entry's timer with the new value only at its next packet).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use rvs_abi::{ConnKey, ConnVal, TcpState};
+use rvs_abi::{
+    CONN_C_DEAD, CONN_F_REPLY, ConnKey, ConnVal, DestVal, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
+};
 use rvs_api::Timeouts;
 
 const SEC: u64 = 1_000_000_000;
@@ -88,45 +91,65 @@ pub(crate) fn state_name(key: &ConnKey, val: &ConnVal) -> &'static str {
     }
 }
 
-/// Whether the entry counts in ActiveConn: ESTABLISHED, SYN_SENT, SYN_RECV and SYNACK (§2.6). UDP
-/// connections are created inactive and never become active.
-pub(crate) fn is_active(key: &ConnKey, val: &ConnVal) -> bool {
-    key.proto != IPPROTO_UDP
-        && matches!(
-            TcpState::from_u8(val.state),
-            Some(TcpState::Established | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck)
-        )
-}
-
-/// ActiveConn and InActConn of one real server.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) active: u32,
-    pub(crate) inactive: u32,
-}
-
-/// Live (unexpired) connections per `(svc_id, dest_id)`. Keying by both ids keeps an entry left over
-/// from a deleted real server from being counted for a new one that got its freed dest id.
-pub(crate) fn count(conns: &[(ConnKey, ConnVal)], now_ns: u64, t: &Timeouts) -> HashMap<(u32, u32), Counts> {
-    let mut out: HashMap<(u32, u32), Counts> = HashMap::new();
-    for (k, v) in conns.iter().filter(|(k, v)| !is_expired(k, v, now_ns, t)) {
-        let c = out.entry((v.svc_id, v.dest_id)).or_default();
-        if is_active(k, v) {
-            c.active += 1;
-        } else {
-            c.inactive += 1;
-        }
+/// The data plane's timeout table: IPVS's timeout of every state, in seconds, by state number (the UDP
+/// state included), with `--set`'s values.
+pub(crate) fn plane_timeouts(t: &Timeouts) -> rvs_abi::Timeouts {
+    let mut out = rvs_abi::Timeouts::default();
+    for (i, slot) in out.s.iter_mut().enumerate().take(TIMEOUT_SLOTS) {
+        let state = u8::try_from(i).ok().and_then(TcpState::from_u8);
+        *slot = match state {
+            Some(TcpState::UdpNormal) => t.udp,
+            Some(_) => u32::try_from(tcp_timeout_s(state, t)).unwrap_or(u32::MAX),
+            // No state has this number: the shortest life, as for an unknown byte.
+            None => 2,
+        };
     }
     out
 }
 
-/// Keys of the expired entries.
-pub(crate) fn expired(conns: &[(ConnKey, ConnVal)], now_ns: u64, t: &Timeouts) -> Vec<ConnKey> {
-    conns
-        .iter()
-        .filter(|(k, v)| is_expired(k, v, now_ns, t))
-        .map(|(k, _)| *k)
-        .collect()
+/// The keys the sweep hands to the data plane's expiry: connections that timed out, whose real server
+/// is gone (a dest slot no longer valid, of another service, or of another generation: rvs keeps IPVS's
+/// `expire_nodest_conn` on) or that a packet claimed; then NAT reply entries whose connection is gone,
+/// going or names another real server. The data plane decides again for each.
+pub(crate) fn due(
+    entries: &[(ConnKey, ConnVal)],
+    dests: &[(u32, DestVal)],
+    svcs: &[(SvcKey, SvcVal)],
+    now_ns: u64,
+    t: &Timeouts,
+) -> Vec<ConnKey> {
+    let live: HashMap<u32, (u32, u32)> = dests.iter().map(|(id, d)| (*id, (d.svc_id, d.dgen))).collect();
+    let vs_of: HashMap<u32, SvcKey> = svcs.iter().map(|(k, v)| (v.id, *k)).collect();
+    let mut out = Vec::new();
+    let mut going: HashSet<ConnKey> = HashSet::new();
+    let mut clients: HashMap<ConnKey, u32> = HashMap::new();
+    for (k, v) in entries.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0) {
+        let dest_ok = live.get(&v.dest_id) == Some(&(v.svc_id, v.dest_gen));
+        if v.cflags & CONN_C_DEAD != 0 || !dest_ok || is_expired(k, v, now_ns, t) {
+            out.push(*k);
+            going.insert(*k);
+        } else {
+            clients.insert(*k, v.dest_id);
+        }
+    }
+    for (k, v) in entries.iter().filter(|(_, v)| v.flags & CONN_F_REPLY != 0) {
+        let keep = vs_of.get(&v.svc_id).is_some_and(|vs| {
+            let ck = ConnKey {
+                saddr: k.daddr,
+                daddr: vs.addr,
+                sport: k.dport,
+                dport: vs.port,
+                proto: k.proto,
+                family: k.family,
+                _pad: [0; 2],
+            };
+            !going.contains(&ck) && clients.get(&ck) == Some(&v.dest_id)
+        });
+        if !keep {
+            out.push(*k);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -159,8 +182,8 @@ pub(crate) mod tests {
                 created_ns: 0,
                 last_ns: last_s * SEC,
                 state: state as u8,
-                flags: 0,
-                _pad: [0; 6],
+                dest_gen: 1,
+                ..ConnVal::default()
             },
         )
     }
@@ -209,82 +232,102 @@ pub(crate) mod tests {
         assert!(!is_expired(&k, &v, 50 * SEC, &D), "last_ns after now is live");
     }
 
-    #[test]
-    fn active_states_are_the_four_of_ipvs_and_udp_is_never_active() {
-        use TcpState::*;
-        for s in [Established, SynSent, SynRecv, SynAck] {
-            let (k, v) = conn(1, TCP, s, 0, 0, 0);
-            assert!(is_active(&k, &v), "{s:?}");
+    fn dest(svc_id: u32, dgen: u32) -> DestVal {
+        DestVal {
+            svc_id,
+            dgen,
+            flags: rvs_abi::DEST_F_VALID,
+            ..DestVal::default()
         }
-        for s in [None, FinWait, TimeWait, Close, CloseWait, LastAck, Listen] {
-            let (k, v) = conn(1, TCP, s, 0, 0, 0);
-            assert!(!is_active(&k, &v), "{s:?}");
-        }
-        let (k, v) = conn(1, UDP, UdpNormal, 0, 0, 0);
-        assert!(!is_active(&k, &v));
-        // Even a (corrupt) ESTABLISHED byte on a UDP entry stays inactive.
-        let (k, v) = conn(1, UDP, Established, 0, 0, 0);
-        assert!(!is_active(&k, &v));
     }
 
     #[test]
-    fn counts_per_dest_skip_expired_and_separate_services() {
+    fn due_are_the_timed_out_the_orphaned_and_the_claimed() {
         use TcpState::*;
         let now = 1000;
-        let conns = [
-            conn(1, TCP, Established, 0, 7, now - 10),   // active
-            conn(2, TCP, SynRecv, 0, 7, now - 59),       // active
-            conn(3, TCP, SynRecv, 0, 7, now - 60),       // expired
-            conn(4, TCP, TimeWait, 0, 7, now - 119),     // inactive
-            conn(5, TCP, Close, 0, 7, now - 11),         // expired
-            conn(6, TCP, FinWait, 0, 8, now),            // inactive, other dest
-            conn(7, UDP, UdpNormal, 1, 9, now - 299),    // inactive (UDP)
-            conn(8, UDP, UdpNormal, 1, 9, now - 300),    // expired
-            conn(9, TCP, Established, 2, 7, now - 899),  // same dest id, other service
-            conn(10, TCP, Established, 0, 7, now - 900), // expired
+        let mut conns = vec![
+            conn(1, TCP, Established, 0, 7, now - 10),  // live
+            conn(2, TCP, SynRecv, 0, 7, now - 59),      // live
+            conn(3, TCP, SynRecv, 0, 7, now - 60),      // timed out
+            conn(4, TCP, TimeWait, 0, 7, now - 119),    // live
+            conn(5, TCP, Close, 0, 7, now - 11),        // timed out
+            conn(6, UDP, UdpNormal, 1, 9, now - 299),   // live
+            conn(7, UDP, UdpNormal, 1, 9, now - 300),   // timed out
+            conn(8, TCP, Established, 2, 7, now - 10),  // dest 7 is service 0's: orphan
+            conn(9, TCP, Established, 0, 8, now - 10),  // dest 8 gone: orphan
+            conn(10, TCP, Established, 0, 7, now - 10), // claimed by a packet
+            conn(11, TCP, Established, 0, 7, now - 10), // dest 7 of another generation
         ];
-        let c = count(&conns, now * SEC, &D);
-        assert_eq!(
-            c.get(&(0, 7)),
-            Some(&Counts {
-                active: 2,
-                inactive: 1
-            })
-        );
-        assert_eq!(
-            c.get(&(0, 8)),
-            Some(&Counts {
-                active: 0,
-                inactive: 1
-            })
-        );
-        assert_eq!(
-            c.get(&(1, 9)),
-            Some(&Counts {
-                active: 0,
-                inactive: 1
-            })
-        );
-        assert_eq!(
-            c.get(&(2, 7)),
-            Some(&Counts {
-                active: 1,
-                inactive: 0
-            })
-        );
-        assert_eq!(c.len(), 4);
-
-        let gone: Vec<u16> = expired(&conns, now * SEC, &D)
+        conns[9].1.cflags = CONN_C_DEAD;
+        conns[10].1.dest_gen = 2;
+        let dests = [(7, dest(0, 1)), (9, dest(1, 1))];
+        let gone: Vec<u16> = due(&conns, &dests, &[], now * SEC, &D)
             .iter()
             .map(|k| k.sport.get())
             .collect();
-        assert_eq!(gone, [3, 5, 8, 10]);
+        assert_eq!(gone, [3, 5, 7, 8, 9, 10, 11]);
+        assert!(due(&[], &dests, &[], 5 * SEC, &D).is_empty());
     }
 
     #[test]
-    fn empty_table_counts_nothing() {
-        assert!(count(&[], 5 * SEC, &D).is_empty());
-        assert!(expired(&[], 5 * SEC, &D).is_empty());
+    fn due_reply_entries_are_those_without_their_connection() {
+        use TcpState::*;
+        let now = 1000;
+        let vs = SvcKey {
+            addr: addr_v4([198, 18, 0, 100]),
+            port: Be16::new(80),
+            proto: TCP,
+            family: 1,
+        };
+        let svcs = [(vs, SvcVal::default())];
+        // Reply entries from RIP 198.18.1.11:8080 to client 198.18.0.1:port (service 0, dest 7).
+        let reply = |cport: u16, dest_id: u32| {
+            (
+                ConnKey {
+                    saddr: addr_v4([198, 18, 1, 11]),
+                    daddr: addr_v4([198, 18, 0, 1]),
+                    sport: Be16::new(8080),
+                    dport: Be16::new(cport),
+                    proto: TCP,
+                    family: 1,
+                    _pad: [0; 2],
+                },
+                ConnVal {
+                    dest_id,
+                    flags: CONN_F_REPLY,
+                    ..ConnVal::default()
+                },
+            )
+        };
+        let entries = [
+            conn(1, TCP, Established, 0, 7, now - 10), // live, with its reply entry
+            reply(1, 7),
+            conn(2, TCP, Close, 0, 7, now - 11), // timed out: its reply entry goes too
+            reply(2, 7),
+            reply(3, 7), // no connection
+            conn(4, TCP, Established, 0, 7, now - 10),
+            reply(4, 8), // the connection names another real server
+        ];
+        let dests = [(7, dest(0, 1))];
+        let gone: Vec<(u16, u16)> = due(&entries, &dests, &svcs, now * SEC, &D)
+            .iter()
+            .map(|k| (k.sport.get(), k.dport.get()))
+            .collect();
+        assert_eq!(gone, [(2, 80), (8080, 2), (8080, 3), (8080, 4)]);
+    }
+
+    #[test]
+    fn plane_timeouts_are_ipvss_by_state_number() {
+        let t = plane_timeouts(&Timeouts {
+            tcp: 30,
+            tcpfin: 20,
+            udp: 10,
+        });
+        assert_eq!(
+            &t.s[..13],
+            &[2, 30, 120, 60, 20, 120, 10, 60, 30, 120, 120, 2, 10]
+        );
+        assert!(t.s[13..].iter().all(|s| *s == 2), "unknown states live shortest");
     }
 
     #[test]
@@ -312,8 +355,7 @@ pub(crate) mod tests {
         assert!(!is_expired(&k, &v, 129 * SEC, &t));
         assert!(is_expired(&k, &v, 130 * SEC, &t));
         assert!(!is_expired(&k, &v, 130 * SEC, &D));
-        assert_eq!(count(&[(k, v)], 130 * SEC, &t).len(), 0);
-        assert_eq!(expired(&[(k, v)], 130 * SEC, &t), [k]);
+        assert_eq!(due(&[(k, v)], &[(0, dest(0, 1))], &[], 130 * SEC, &t), [k]);
     }
 
     #[test]

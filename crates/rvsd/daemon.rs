@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use rvs_abi::{Addr, ConnKey, ConnVal, DestVal, Family, MapOp, Stats, SvcKey, SvcVal};
+use rvs_abi::{Addr, CONN_C_DEAD, ConnKey, ConnVal, DestCnt, DestVal, Family, MapOp, Stats, SvcKey, SvcVal};
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::MAX_TIMEOUT;
 use rvs_core::{ApplyError, Command, DestKey, Protocol, ServiceKey};
@@ -35,8 +35,9 @@ use crate::estimator::{self, Estimator};
 use crate::neigh::{self, NeighMap, Resolver};
 use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
 
-/// How often expired connections are deleted.
-const SWEEP: Duration = Duration::from_secs(2);
+/// How often expired connections are deleted (and leave their real server's counters, which the
+/// count-driven schedulers read).
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// What the daemon needs from the data plane; implemented by `rvs_dataplane::Dataplane`, and by a fake
 /// in tests.
@@ -47,7 +48,14 @@ pub(crate) trait Plane {
     fn svc_stats(&self, id: u32) -> anyhow::Result<Stats>;
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats>;
     fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>>;
-    fn delete_conn(&mut self, key: &ConnKey) -> anyhow::Result<()>;
+    /// Every entry of the connection table, NAT reply entries included.
+    fn conn_entries(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>>;
+    /// The data plane's expiry of `keys` (those still due); how many it deleted.
+    fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize>;
+    /// The connection counters of a real server, exact as the data plane keeps them.
+    fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt>;
+    /// The timeouts the data plane applies.
+    fn set_timeouts(&mut self, t: &rvs_abi::Timeouts) -> anyhow::Result<()>;
 }
 
 impl Plane for Dataplane {
@@ -69,8 +77,17 @@ impl Plane for Dataplane {
     fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
         Ok(Dataplane::conns(self)?)
     }
-    fn delete_conn(&mut self, key: &ConnKey) -> anyhow::Result<()> {
-        Ok(Dataplane::delete_conn(self, key)?)
+    fn conn_entries(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
+        Ok(Dataplane::conn_entries(self)?)
+    }
+    fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
+        Ok(Dataplane::expire_conns(self, keys)?)
+    }
+    fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt> {
+        Ok(Dataplane::dest_cnt(self, id)?)
+    }
+    fn set_timeouts(&mut self, t: &rvs_abi::Timeouts) -> anyhow::Result<()> {
+        Ok(Dataplane::set_timeouts(self, t)?)
     }
 }
 
@@ -208,6 +225,9 @@ impl<P: Plane> Daemon<P> {
             baselines,
             est: HashMap::new(),
         };
+        d.plane
+            .set_timeouts(&conns::plane_timeouts(&d.runtime.timeouts))
+            .context("cannot write the timeouts to the data plane")?;
         let ops = d.sync_ops().context("cannot encode the restored rules")?;
         d.plane
             .apply(&ops)
@@ -311,10 +331,19 @@ impl<P: Plane> Daemon<P> {
     pub(crate) fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::Apply(cmds) => self.apply(&cmds),
-            Request::List | Request::ListConns => match self.snapshot(now_ns(), req == Request::ListConns) {
-                Ok(s) => Response::Snapshot(s),
-                Err(e) => Response::Failed(format!("{e:#}")),
-            },
+            Request::List | Request::ListConns => {
+                let now = now_ns();
+                // IPVS takes a connection out of its counters the moment its timer fires; the data
+                // plane's counters follow only when the sweep deletes it. Sweeping first makes the
+                // listing's ActiveConn/InActConn those of this moment.
+                if let Err(e) = self.sweep(now) {
+                    warn!("connection sweep before a listing: {e:#}");
+                }
+                match self.snapshot(now, req == Request::ListConns) {
+                    Ok(s) => Response::Snapshot(s),
+                    Err(e) => Response::Failed(format!("{e:#}")),
+                }
+            }
             Request::Zero(sel) => self.zero(sel.as_ref()),
             Request::SetTimeouts { tcp, tcpfin, udp } => self.set_timeouts(tcp, tcpfin, udp),
         }
@@ -393,6 +422,13 @@ impl<P: Plane> Daemon<P> {
         }
         if let Err(e) = self.runtime_file.write(&next) {
             let msg = format!("cannot save the timeouts, nothing changed: {e:#}");
+            error!("{msg}");
+            return Response::Failed(msg);
+        }
+        if let Err(e) = self.plane.set_timeouts(&conns::plane_timeouts(&next.timeouts)) {
+            // Saved but not in force: put the file back so that both still agree.
+            let _ = self.runtime_file.write(&self.runtime);
+            let msg = format!("cannot write the timeouts to the data plane, nothing changed: {e:#}");
             error!("{msg}");
             return Response::Failed(msg);
         }
@@ -486,12 +522,15 @@ impl<P: Plane> Daemon<P> {
         }
     }
 
-    /// The table with counters since `-Z`, rates and timeouts; ActiveConn/InActConn counted from the
-    /// connection table at `now_ns`, and the connection entries themselves if `with_conns`.
+    /// The table with counters since `-Z`, rates and timeouts; ActiveConn/InActConn/PersistConn as the
+    /// data plane counts them, and the connection entries themselves (as of `now_ns`) if `with_conns`.
     pub(crate) fn snapshot(&self, now_ns: u64, with_conns: bool) -> anyhow::Result<Snapshot> {
         let t = self.runtime.timeouts;
-        let conns = self.plane.conns().context("cannot read the connection table")?;
-        let counts = conns::count(&conns, now_ns, &t);
+        let conns = if with_conns {
+            self.plane.conns().context("cannot read the connection table")?
+        } else {
+            Vec::new()
+        };
         let rate = |k: &StatsKey, id: Option<u32>| {
             self.est
                 .get(k)
@@ -527,15 +566,15 @@ impl<P: Plane> Daemon<P> {
                 if let Some(ids) = sid.zip(did) {
                     dest_of.insert(ids, d.key);
                 }
-                let c = sid
-                    .zip(did)
-                    .and_then(|ids| counts.get(&ids).copied())
+                let c = did
+                    .map(|id| self.plane.dest_cnt(id))
+                    .transpose()?
                     .unwrap_or_default();
                 dests.push(DestSnap {
                     dest: d.clone(),
                     active: c.active,
                     inactive: c.inactive,
-                    persist: 0,
+                    persist: c.persist,
                     stats: since_zero(stats, base(&dkey, did)),
                     rate: rate(&dkey, did),
                 });
@@ -560,18 +599,21 @@ impl<P: Plane> Daemon<P> {
         })
     }
 
-    /// Deletes the connections IPVS would have timed out by `now_ns`; returns how many.
+    /// Expires what IPVS would have removed by `now_ns`: connections past their timeout or whose real
+    /// server is gone, and NAT reply entries left without their connection. The data plane decides
+    /// again for each key (bpf/lib/expire.h); returns how many entries it deleted.
     pub(crate) fn sweep(&mut self, now_ns: u64) -> anyhow::Result<usize> {
-        let conns = self.plane.conns().context("cannot read the connection table")?;
-        let mut n = 0;
-        for k in conns::expired(&conns, now_ns, &self.runtime.timeouts) {
-            // The LRU may have evicted it meanwhile; that is not an error worth more than a debug line.
-            match self.plane.delete_conn(&k) {
-                Ok(()) => n += 1,
-                Err(e) => debug!("cannot delete an expired connection: {e:#}"),
-            }
+        let entries = self
+            .plane
+            .conn_entries()
+            .context("cannot read the connection table")?;
+        let dests = self.plane.dests().context("cannot read the real servers")?;
+        let svcs = self.plane.services().context("cannot read the services")?;
+        let due = conns::due(&entries, &dests, &svcs, now_ns, &self.runtime.timeouts);
+        if due.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        self.plane.expire_conns(&due).context("connection expiry")
     }
 }
 
@@ -586,6 +628,7 @@ fn conn_entries(
 ) -> Vec<ConnSnap> {
     conns
         .iter()
+        .filter(|(_, v)| v.cflags & CONN_C_DEAD == 0)
         .filter_map(|(k, v)| {
             let dest = dest_of.get(&(v.svc_id, v.dest_id))?;
             let expire = conns::remaining_s(k, v, now_ns, t)?;
@@ -741,9 +784,22 @@ mod tests {
         /// Counters by stats id; ids not in here read as a formula of the id.
         svc_st: HashMap<u32, Stats>,
         dest_st: HashMap<u32, Stats>,
+        /// Connection counters by dest id (zero when absent).
+        cnt: HashMap<u32, DestCnt>,
+        timeouts: rvs_abi::Timeouts,
     }
 
     impl FakePlane {
+        /// Gives every connection its real server's current generation, as the data plane does when
+        /// it schedules.
+        fn fix_gens(&mut self) {
+            for (_, v) in &mut self.conns {
+                if let Some(d) = self.dests.get(&v.dest_id) {
+                    v.dest_gen = d.dgen;
+                }
+            }
+        }
+
         /// Each service's scheduler table as the data plane would cycle it: (key, id, dest ids).
         fn image(&self) -> BTreeMap<u32, (SvcKey, Vec<u32>)> {
             self.svcs
@@ -809,10 +865,20 @@ mod tests {
         fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
             Ok(self.conns.clone())
         }
-        fn delete_conn(&mut self, key: &ConnKey) -> anyhow::Result<()> {
+        fn conn_entries(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
+            Ok(self.conns.clone())
+        }
+        /// Deletes what it is given: the data plane's second look is the difftests' business.
+        fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
             let before = self.conns.len();
-            self.conns.retain(|(k, _)| k != key);
-            anyhow::ensure!(self.conns.len() < before, "no such entry");
+            self.conns.retain(|(k, _)| !keys.contains(k));
+            Ok(before - self.conns.len())
+        }
+        fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt> {
+            Ok(self.cnt.get(&id).copied().unwrap_or_default())
+        }
+        fn set_timeouts(&mut self, t: &rvs_abi::Timeouts) -> anyhow::Result<()> {
+            self.timeouts = *t;
             Ok(())
         }
     }
@@ -1025,6 +1091,23 @@ mod tests {
             conn(4, 6, TcpState::Close, sid, d12, now - 11), // expired
             conn(5, 6, TcpState::Established, sid + 1, d12, now - 1), // another service's id
         ];
+        d.plane.fix_gens();
+        // The data plane's exact counters, which the listing shows as they are.
+        d.plane.cnt.insert(
+            d11,
+            DestCnt {
+                active: 1,
+                inactive: 1,
+                ..DestCnt::default()
+            },
+        );
+        d.plane.cnt.insert(
+            d12,
+            DestCnt {
+                active: 1,
+                ..DestCnt::default()
+            },
+        );
         let s = d.snapshot(now * 1_000_000_000, false).unwrap();
         assert_eq!(s.conn_tab_size, 4096);
         assert_eq!(s.services.len(), 1);
@@ -1043,9 +1126,10 @@ mod tests {
                 (dk(11), 1, 1, 1000 + u64::from(d11))
             ]
         );
-        assert_eq!(d.sweep(now * 1_000_000_000).unwrap(), 1);
+        // The timed-out entry, and the one whose real server is not its service's.
+        assert_eq!(d.sweep(now * 1_000_000_000).unwrap(), 2);
         let left: Vec<u16> = d.plane.conns.iter().map(|(k, _)| k.sport.get()).collect();
-        assert_eq!(left, [1, 2, 3, 5]);
+        assert_eq!(left, [1, 2, 3]);
         assert!(matches!(d.handle(Request::List), Response::Snapshot(_)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1062,7 +1146,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "/var/lib/rvs/rules:3: Service already exists");
-        let e = restore("-A -t 198.18.0.100:80 -s wlc\n", p).unwrap_err();
+        let e = restore("-A -t 198.18.0.100:80 -s lblcx\n", p).unwrap_err();
         assert_eq!(
             e.to_string(),
             "/var/lib/rvs/rules:1: Scheduler or persistence engine not found"
@@ -1229,13 +1313,16 @@ mod tests {
             conn(2, 6, TcpState::Established, sid, d11, now - 30), // expired with tcp=30
             conn(3, 6, TcpState::FinWait, sid, d11, now - 20),     // expired with tcpfin=20
         ];
-        let s = d.snapshot(now * SEC, false).unwrap();
-        let rs11 = s.services[0]
-            .dests
-            .iter()
-            .find(|x| x.dest.key == dkey(11, 80))
-            .unwrap();
-        assert_eq!((rs11.active, rs11.inactive), (1, 0));
+        d.plane.fix_gens();
+        // The data plane times entries out by the same table.
+        assert_eq!(
+            (
+                d.plane.timeouts.s[1],
+                d.plane.timeouts.s[4],
+                d.plane.timeouts.s[12]
+            ),
+            (30, 20, 10)
+        );
         assert_eq!(d.sweep(now * SEC).unwrap(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1299,10 +1386,8 @@ mod tests {
             conn(40102, 6, TcpState::Established, sid, d12, now - 30), // expired
             conn(40103, 6, TcpState::Established, sid, d12 + 7, now),  // its real server is gone
         ];
+        d.plane.fix_gens();
         assert!(d.snapshot(now * SEC, false).unwrap().conns.is_empty());
-        // handle() reads the real clock (these entries are long expired by it); the entries' ages are
-        // what the explicit call below checks.
-        assert!(matches!(d.handle(Request::ListConns), Response::Snapshot(_)));
         let s = d.snapshot(now * SEC + SEC / 2, true).unwrap();
         let rows: Vec<(String, u16, &str, u32)> = s
             .conns
@@ -1320,6 +1405,9 @@ mod tests {
         assert_eq!(c.proto, Protocol::Tcp);
         assert_eq!(c.caddr, "198.18.0.1:40100".parse().unwrap());
         assert_eq!(c.vaddr, "198.18.0.100:80".parse().unwrap());
+        // handle() reads the real clock, by which these entries are long expired: it sweeps them first.
+        assert!(matches!(d.handle(Request::ListConns), Response::Snapshot(_)));
+        assert!(d.plane.conns.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

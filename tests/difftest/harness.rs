@@ -4,17 +4,18 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState};
+use rvs_abi::{ConnKey, ConnVal, DestCnt, DropReason, MapOp, Stats, SvcState, Timeouts};
 use rvs_model::env::Fib;
-use rvs_model::{Env, Frame, Maps, XdpAction, rvs_xdp_ingress};
+use rvs_model::expire::{rvs_expire_deleted, rvs_expire_frame};
+use rvs_model::{Env, Frame, Maps, XdpAction, rvs_xdp_expire, rvs_xdp_ingress};
 use rvs_testkit::packet::Packet;
 
 use crate::kernel::Kernel;
 
 /// The only CPU the tests run on: per-CPU slots compare only when both sides count on the same CPU.
 pub(crate) const CPU: u32 = 0;
-/// `rvs_conn` size in the tests: large enough that the LRU never evicts (eviction order is not part of
-/// the contract).
+/// `rvs_conn` size in the tests: large enough that the table never fills up (a full table refuses new
+/// connections, which the fixtures that want it reach with a smaller table of their own).
 pub(crate) const CONN_MAX: u32 = 4096;
 /// Default clock of a step: 1 s, plus 1 µs per step so that every step has its own time.
 pub(crate) const T0: u64 = 1_000_000_000;
@@ -71,10 +72,12 @@ pub(crate) struct State {
     svc_st: Vec<(u32, SvcState)>,
     svc_stats: Vec<(u32, Stats)>,
     dest_stats: Vec<(u32, Stats)>,
+    dest_cnt: Vec<(u32, DestCnt)>,
+    timeouts: Timeouts,
     drops: Vec<(DropReason, u64)>,
 }
 
-fn conn_order(a: &(ConnKey, ConnVal), b: &(ConnKey, ConnVal)) -> std::cmp::Ordering {
+pub(crate) fn conn_order(a: &(ConnKey, ConnVal), b: &(ConnKey, ConnVal)) -> std::cmp::Ordering {
     let k = |c: &ConnKey| (c.saddr, c.daddr, c.sport, c.dport, c.proto, c.family);
     k(&a.0).cmp(&k(&b.0))
 }
@@ -126,10 +129,13 @@ impl Pair {
                 MapOp::SvcStateSet { id, .. } | MapOp::SvcStatsClear { id } => {
                     self.svc_ids.insert(id);
                 }
-                MapOp::DestSet { id, .. } | MapOp::DestStatsClear { id } => {
+                MapOp::DestSet { id, .. } | MapOp::DestStatsClear { id } | MapOp::DestCntClear { id } => {
                     self.dest_ids.insert(id);
                 }
-                MapOp::SvcDel { .. } | MapOp::SchedSet { .. } | MapOp::CfgSet { .. } => {}
+                MapOp::SvcDel { .. }
+                | MapOp::SchedSet { .. }
+                | MapOp::CfgSet { .. }
+                | MapOp::TimeoutsSet { .. } => {}
             }
         }
         self.model
@@ -146,6 +152,7 @@ impl Pair {
         svc.extend(self.model.rvs_svc_st.nonzero().into_iter().map(|(i, _)| i));
         svc.extend(self.model.rvs_svc_stats.nonzero(CPU).into_iter().map(|(i, _)| i));
         dest.extend(self.model.rvs_dest_stats.nonzero(CPU).into_iter().map(|(i, _)| i));
+        dest.extend(self.model.rvs_dest_cnt.nonzero().into_iter().map(|(i, _)| i));
         (svc, dest)
     }
 
@@ -167,6 +174,11 @@ impl Pair {
                 .iter()
                 .map(|&i| (i, self.model.rvs_dest_stats.lookup(CPU, i).unwrap_or_default()))
                 .collect(),
+            dest_cnt: dest
+                .iter()
+                .map(|&i| (i, self.model.rvs_dest_cnt.lookup(i).unwrap_or_default()))
+                .collect(),
+            timeouts: self.model.rvs_timeouts.lookup(0).unwrap_or_default(),
             drops: DropReason::ALL
                 .iter()
                 .map(|&r| (r, self.model.rvs_drops.lookup(CPU, r as u32).unwrap_or(0)))
@@ -186,6 +198,8 @@ impl Pair {
                 .iter()
                 .map(|&i| (i, self.kernel.dest_stats(CPU, i)))
                 .collect(),
+            dest_cnt: dest.iter().map(|&i| (i, self.kernel.dest_cnt(i))).collect(),
+            timeouts: self.kernel.timeouts(),
             drops: {
                 let mut d = self.kernel.drops(CPU);
                 d.sort_by_key(|(r, _)| *r as u32);
@@ -201,6 +215,53 @@ impl Pair {
         let m_action = rvs_xdp_ingress(&mut self.model, env, &mut frame);
         let m_bytes = frame.data().to_vec();
         let (k_ret, k_bytes) = self.kernel.run(env, input);
+        self.compare(input, m_action, m_bytes, k_ret, k_bytes)
+    }
+
+    /// Runs rvs_xdp_expire on both with `env` over `keys`; the number of entries deleted (equal on
+    /// both sides), or `Err` with every difference.
+    pub(crate) fn expire(&mut self, env: &Env, keys: &[ConnKey]) -> Result<u32, String> {
+        assert_eq!(env.cpu, CPU, "the thread is pinned to CPU {CPU}");
+        let input = rvs_expire_frame(keys);
+        let mut frame = Frame::new(&input);
+        let m_action = rvs_xdp_expire(&mut self.model, env, &mut frame);
+        let m_bytes = frame.data().to_vec();
+        let (k_ret, k_bytes) = self.kernel.expire(env, &input);
+        let out = self.compare(&input, m_action, m_bytes, k_ret, k_bytes)?;
+        if out.action != XdpAction::Pass {
+            return Err(format!("rvs_xdp_expire returned {:?} (both sides)", out.action));
+        }
+        rvs_expire_deleted(&out.bytes).ok_or_else(|| "output shorter than its header".to_owned())
+    }
+
+    /// Writes an entry of rvs_conn on both sides.
+    pub(crate) fn set_conn(&mut self, key: &ConnKey, val: &ConnVal) {
+        self.model
+            .rvs_conn
+            .update(*key, *val, 0)
+            .expect("model rvs_conn has room");
+        self.kernel.set_conn(key, val);
+    }
+
+    /// Overwrites `rvs_dest_cnt[id]` on both sides.
+    pub(crate) fn set_dest_cnt(&mut self, id: u32, val: &DestCnt) {
+        self.dest_ids.insert(id);
+        self.model
+            .rvs_dest_cnt
+            .update(id, *val, 0)
+            .expect("model rvs_dest_cnt index");
+        self.kernel.set_dest_cnt(id, val);
+    }
+
+    /// Compares one run's results and the maps after it.
+    fn compare(
+        &self,
+        input: &[u8],
+        m_action: XdpAction,
+        m_bytes: Vec<u8>,
+        k_ret: u32,
+        k_bytes: Vec<u8>,
+    ) -> Result<Outcome, String> {
         let mut report = String::new();
         if XdpAction::from_u32(k_ret) != Some(m_action) {
             let _ = writeln!(
@@ -256,6 +317,8 @@ fn state_diff(m: &State, k: &State) -> String {
     field!(svc_st);
     field!(svc_stats);
     field!(dest_stats);
+    field!(dest_cnt);
+    field!(timeouts);
     field!(drops);
     s
 }
@@ -319,6 +382,17 @@ pub(crate) enum Expect {
     /// XDP_DROP of a frame already rewritten when the reason showed (the bytes are what the program
     /// left; a dropped frame goes nowhere), the reason's counter up by one.
     DropAs(DropReason, Packet),
+    /// A run of rvs_xdp_expire (the step's `expire` keys) that deleted this many entries.
+    Expired(u32),
+}
+
+/// A map write before a step's packet, on both sides: state no `MapOp` can write.
+#[derive(Clone, Debug)]
+pub(crate) enum Poke {
+    /// Insert or replace an entry of rvs_conn.
+    Conn(ConnKey, ConnVal),
+    /// Overwrite a real server's counters.
+    DestCnt(u32, DestCnt),
 }
 
 /// A check of the maps after a step (run on the model's maps, which equal the kernel's by then).
@@ -338,6 +412,10 @@ pub(crate) struct Step {
     pub(crate) routes: Fib,
     pub(crate) expect: Expect,
     pub(crate) check: Option<Check>,
+    /// Map writes before the packet, after `reconfig`.
+    pub(crate) pokes: Vec<Poke>,
+    /// `Some`: the step runs rvs_xdp_expire over these keys instead of sending `input`.
+    pub(crate) expire: Option<Vec<ConnKey>>,
 }
 
 impl Step {
@@ -350,7 +428,20 @@ impl Step {
             routes: Fib::new(),
             expect,
             check: None,
+            pokes: Vec::new(),
+            expire: None,
         }
+    }
+    /// A run of rvs_xdp_expire over `keys` that must delete `deleted` entries.
+    pub(crate) fn expire(keys: Vec<ConnKey>, deleted: u32) -> Self {
+        Step {
+            expire: Some(keys),
+            ..Step::new(rvs_testkit::packet::pkt(), Expect::Expired(deleted))
+        }
+    }
+    pub(crate) fn poke(mut self, p: Poke) -> Self {
+        self.pokes.push(p);
+        self
     }
     pub(crate) fn at(mut self, now_ns: u64) -> Self {
         self.now_ns = Some(now_ns);
@@ -402,6 +493,7 @@ fn expect_ok(pair: &Pair, step: &Step, input: &[u8], out: &Outcome, drops_before
         Expect::PassAs(p) => (XdpAction::Pass, p.build()),
         Expect::Tx(p) => (XdpAction::Tx, p.build()),
         Expect::Redirect(p) => (XdpAction::Redirect, p.build()),
+        Expect::Expired(_) => return Err("Expect::Expired on a packet step".to_owned()),
         Expect::Drop(reason) | Expect::DropAs(reason, _) => {
             let after = pair.drops(*reason);
             if after != drops_before + 1 {
@@ -446,6 +538,29 @@ pub(crate) fn run_case(case: &Case) -> Result<(), String> {
         };
         if !step.reconfig.is_empty() {
             pair.apply(&step.reconfig);
+        }
+        for p in &step.pokes {
+            match p {
+                Poke::Conn(k, v) => pair.set_conn(k, v),
+                Poke::DestCnt(id, v) => pair.set_dest_cnt(*id, v),
+            }
+        }
+        if let Some(keys) = &step.expire {
+            let deleted = pair
+                .expire(&env, keys)
+                .map_err(|e| format!("step {i} (expire): model and kernel disagree:\n{e}"))?;
+            let Expect::Expired(want) = step.expect else {
+                return Err(format!("step {i}: an expiry step expects Expect::Expired"));
+            };
+            if deleted != want {
+                return Err(format!(
+                    "step {i} (expire): deleted {deleted} (both sides), expected {want}"
+                ));
+            }
+            if let Some(check) = step.check {
+                check(&pair.model).map_err(|e| format!("step {i}: {e}"))?;
+            }
+            continue;
         }
         let input = step.input.build();
         let drops_before = match step.expect {

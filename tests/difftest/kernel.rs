@@ -1,7 +1,7 @@
 //! The real program: `rvs_dataplane::TestProgram` (rvs_xdp.o with `rvs_test_hooks = 1`, run through
 //! BPF_PROG_TEST_RUN), with every error turned into a panic that names the operation.
 
-use rvs_abi::{ConnKey, ConnVal, DropReason, MapOp, Stats, SvcState};
+use rvs_abi::{ConnKey, ConnVal, DestCnt, DropReason, MapOp, Stats, SvcState, Timeouts};
 use rvs_dataplane::TestProgram;
 use rvs_model::Env;
 use rvs_model::env::Fib;
@@ -46,6 +46,35 @@ impl Kernel {
             self.1 = env.fib.clone();
         }
         ok("BPF_PROG_TEST_RUN", self.0.run(&env.to_test_env(), frame))
+    }
+
+    /// Runs rvs_xdp_expire once on `frame` (an `ExpireHdr` and its keys) with `env` pinned.
+    pub(crate) fn expire(&mut self, env: &Env, frame: &[u8]) -> (u32, Vec<u8>) {
+        ok(
+            "BPF_PROG_TEST_RUN of rvs_xdp_expire",
+            self.0
+                .run_program(rvs_bpf::EXPIRE_PROG, &env.to_test_env(), frame),
+        )
+    }
+
+    /// Inserts or replaces an entry of rvs_conn.
+    pub(crate) fn set_conn(&mut self, key: &ConnKey, val: &ConnVal) {
+        ok("write rvs_conn", self.0.set_conn(key, val));
+    }
+
+    /// Overwrites `rvs_dest_cnt[id]`.
+    pub(crate) fn set_dest_cnt(&mut self, id: u32, val: &DestCnt) {
+        ok("write rvs_dest_cnt", self.0.set_dest_cnt(id, val));
+    }
+
+    /// `rvs_dest_cnt[id]`.
+    pub(crate) fn dest_cnt(&self, id: u32) -> DestCnt {
+        ok("read rvs_dest_cnt", self.0.dest_cnt(id))
+    }
+
+    /// `rvs_timeouts[0]`.
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        ok("read rvs_timeouts", self.0.timeouts())
     }
 
     /// Every entry of rvs_conn, NAT reply entries included.

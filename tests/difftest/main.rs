@@ -37,3 +37,18 @@ fn nat() {
 fn sched() {
     harness::run_cases(fixtures::sched::cases());
 }
+
+#[test]
+fn counters() {
+    harness::run_cases(fixtures::counters::cases());
+}
+
+#[test]
+fn countsched() {
+    harness::run_cases(fixtures::countsched::cases());
+}
+
+#[test]
+fn expire() {
+    harness::run_cases(fixtures::expire::cases());
+}

@@ -1,14 +1,18 @@
 //! Generated differential runs: random configurations (IPv4 and IPv6 services, DR, NAT and TUN reals,
 //! port mapping, tunnel MTUs), then random sequences of client packets and real servers' replies (valid, truncated,
 //! mutated, random bytes) with random clock advances, routing tables, real-server removals and NAT
-//! switched off and on. Model and kernel must agree after every step. The tables are small enough
-//! that the LRU never evicts.
+//! switched off and on; every scheduler, connection thresholds, timeouts (none, IPVS's, a few
+//! seconds), runs of the expiry program over the entries, and dest ids given to new real servers.
+//! Model and kernel must agree after every step, connection counters included. The tables are small
+//! enough that they never fill up.
 
 use std::net::IpAddr;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use rvs_abi::{CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, Sched, addr_v4, addr_v6, fib_ret};
+use rvs_abi::{
+    CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, Sched, TIMEOUT_SLOTS, Timeouts, addr_v4, addr_v6, fib_ret,
+};
 use rvs_model::Env;
 use rvs_model::env::Fib;
 use rvs_testkit::packet::{Packet, pkt};
@@ -43,6 +47,9 @@ struct RealSpec {
     fwd: Fwd,
     /// TUN: the tunnel's MTU (0: unknown).
     mtu: u32,
+    /// `-x` and `-y` (0: none).
+    u_thresh: u32,
+    l_thresh: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -65,14 +72,20 @@ fn arb_real() -> impl Strategy<Value = RealSpec> {
         prop::bool::weighted(0.15),
         prop_oneof![4 => Just(Fwd::Dr), 4 => Just(Fwd::Nat), 2 => Just(Fwd::Tun)],
         prop_oneof![Just(0u32), Just(1500), Just(1280), Just(576)],
+        prop_oneof![3 => Just(0u32), 1 => 1u32..5],
+        prop_oneof![3 => Just(0u32), 1 => 1u32..4],
     )
-        .prop_map(|(weight, neigh, other_if, fwd, mtu)| RealSpec {
-            weight,
-            neigh,
-            other_if,
-            fwd,
-            mtu,
-        })
+        .prop_map(
+            |(weight, neigh, other_if, fwd, mtu, u_thresh, l_thresh)| RealSpec {
+                weight,
+                neigh,
+                other_if,
+                fwd,
+                mtu,
+                u_thresh,
+                l_thresh,
+            },
+        )
 }
 
 fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
@@ -85,7 +98,14 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
                     Just(Sched::Wrr),
                     Just(Sched::Sh),
                     Just(Sched::Dh),
-                    Just(Sched::Mh)
+                    Just(Sched::Mh),
+                    Just(Sched::Lc),
+                    Just(Sched::Wlc),
+                    Just(Sched::Sed),
+                    Just(Sched::Nq),
+                    Just(Sched::Fo),
+                    Just(Sched::Ovf),
+                    Just(Sched::Twos)
                 ],
                 any::<bool>(),
                 any::<bool>(),
@@ -152,7 +172,9 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
             svc = svc.rport(p);
         }
         let mut tun = Vec::new();
+        let mut thresh = Vec::new();
         for r in &s.reals {
+            thresh.push((next_dest, r.u_thresh, r.l_thresh));
             svc = svc.real_with(Real {
                 id: next_dest,
                 weight: r.weight,
@@ -172,9 +194,14 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
             });
             next_dest += 1;
         }
-        // TUN reals get the director's outer address (the daemon's job, as their MACs) and an MTU.
+        // TUN reals get the director's outer address (the daemon's job, as their MACs) and an MTU;
+        // every real its thresholds.
         ops.extend(svc.ops().into_iter().map(|op| match op {
             MapOp::DestSet { id, mut val } => {
+                if let Some(&(_, u, l)) = thresh.iter().find(|(t, _, _)| *t == id) {
+                    val.u_thresh = u;
+                    val.l_thresh = l;
+                }
                 if let Some((_, mtu)) = tun.iter().find(|(t, _)| *t == id) {
                     val.laddr = if val.family == Family::Inet6 as u8 {
                         addr_v6("2001:db8:1::fe".parse::<std::net::Ipv6Addr>().unwrap().octets())
@@ -189,6 +216,33 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
         }));
     }
     (ops, reals)
+}
+
+/// Timeouts written at configuration: none, IPVS's defaults, or `n` seconds for every state.
+#[derive(Clone, Copy, Debug)]
+enum TimeoutKind {
+    None,
+    Ipvs,
+    All(u32),
+}
+
+fn arb_timeouts() -> impl Strategy<Value = TimeoutKind> {
+    prop_oneof![
+        1 => Just(TimeoutKind::None),
+        1 => Just(TimeoutKind::Ipvs),
+        2 => (1u32..5).prop_map(TimeoutKind::All),
+    ]
+}
+
+fn timeouts_op(kind: TimeoutKind) -> Option<MapOp> {
+    let val = match kind {
+        TimeoutKind::None => return None,
+        TimeoutKind::Ipvs => crate::fixtures::counters::ipvs_timeouts(),
+        TimeoutKind::All(n) => Timeouts {
+            s: [n; TIMEOUT_SLOTS],
+        },
+    };
+    Some(MapOp::TimeoutsSet { val })
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -456,6 +510,11 @@ enum Step {
     Reroute(Vec<RouteKind>),
     /// NAT replies looked up or not (`rvs_cfg`), whatever the reals are.
     Nat(bool),
+    /// A run of the expiry over the entries (sorted) whose index has its bit set in the mask, and an
+    /// absent key when the flag is set.
+    Expire(u64, bool),
+    /// Dest id `n % count` given to a new real server: generation up, counters cleared.
+    Regen(usize),
 }
 
 fn arb_step() -> impl Strategy<Value = Step> {
@@ -468,6 +527,8 @@ fn arb_step() -> impl Strategy<Value = Step> {
         1 => any::<usize>().prop_map(Step::FreeDest),
         1 => arb_routes().prop_map(Step::Reroute),
         1 => any::<bool>().prop_map(Step::Nat),
+        2 => (prop_oneof![Just(u64::MAX), any::<u64>()], any::<bool>()).prop_map(|(m, a)| Step::Expire(m, a)),
+        1 => any::<usize>().prop_map(Step::Regen),
     ]
 }
 
@@ -495,13 +556,24 @@ fn frame_of(step: &Step, svcs: &[SvcSpec], reals: &[RealOf]) -> Option<Vec<u8>> 
             f.extend_from_slice(bytes);
             Some(f)
         }
-        Step::Advance(_) | Step::FreeDest(_) | Step::Reroute(_) | Step::Nat(_) => None,
+        Step::Advance(_)
+        | Step::FreeDest(_)
+        | Step::Reroute(_)
+        | Step::Nat(_)
+        | Step::Expire(..)
+        | Step::Regen(_) => None,
     }
 }
 
-fn run_sequence(svcs: &[SvcSpec], routes: &[RouteKind], steps: &[Step]) -> Result<(), TestCaseError> {
+fn run_sequence(
+    svcs: &[SvcSpec],
+    timeouts: TimeoutKind,
+    routes: &[RouteKind],
+    steps: &[Step],
+) -> Result<(), TestCaseError> {
     let mut pair = Pair::new();
-    let (ops, reals) = build_config(svcs);
+    let (mut ops, reals) = build_config(svcs);
+    ops.extend(timeouts_op(timeouts));
     pair.apply(&ops);
     let mut fib = fib_of(routes);
     let mut now = T0;
@@ -516,6 +588,45 @@ fn run_sequence(svcs: &[SvcSpec], routes: &[RouteKind], steps: &[Step]) -> Resul
                 }]);
             }
             Step::FreeDest(_) => {}
+            Step::Regen(n) if !reals.is_empty() => {
+                let id = reals[n % reals.len()].id;
+                let val = pair.model.rvs_dest.lookup(id).unwrap_or_default();
+                pair.apply(&[
+                    MapOp::DestSet {
+                        id,
+                        val: DestVal {
+                            dgen: val.dgen + 1,
+                            ..val
+                        },
+                    },
+                    MapOp::DestCntClear { id },
+                ]);
+            }
+            Step::Regen(_) => {}
+            Step::Expire(mask, absent) => {
+                let mut entries = pair.model.rvs_conn.entries();
+                entries.sort_by(crate::harness::conn_order);
+                let mut keys: Vec<_> = entries
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(j, _)| mask & (1 << (j % 64)) != 0)
+                    .map(|(_, (k, _))| k)
+                    .collect();
+                if *absent {
+                    keys.push(crate::fixtures::counters::key(6, 1, 1));
+                }
+                let env = Env {
+                    now_ns: now,
+                    cpu: CPU,
+                    prandom: i as u32,
+                    fib: fib.clone(),
+                };
+                if let Err(report) = pair.expire(&env, &keys) {
+                    return Err(TestCaseError::fail(format!(
+                        "step {i} ({step:?}): model and kernel disagree:\n{report}"
+                    )));
+                }
+            }
             Step::Reroute(kinds) => fib = fib_of(kinds),
             Step::Nat(on) => pair.apply(&[MapOp::CfgSet {
                 val: Cfg {
@@ -558,10 +669,11 @@ proptest! {
     #[test]
     fn model_and_kernel_agree_on_any_packet_sequence(
         svcs in arb_svcs(),
+        timeouts in arb_timeouts(),
         routes in arb_routes(),
         steps in prop::collection::vec(arb_step(), 1..64),
     ) {
-        run_sequence(&svcs, &routes, &steps)?;
+        run_sequence(&svcs, timeouts, &routes, &steps)?;
     }
 }
 

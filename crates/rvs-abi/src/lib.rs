@@ -47,6 +47,10 @@ pub mod map {
     pub const TX_PORTS: &str = "rvs_tx_ports";
     /// Test routes (`TestFibKey` -> `TestFib`), read only when `rvs_test_hooks` is set.
     pub const TEST_FIB: &str = "rvs_test_fib";
+    /// Connection counters per dest id.
+    pub const DEST_CNT: &str = "rvs_dest_cnt";
+    /// Timeouts by state.
+    pub const TIMEOUTS: &str = "rvs_timeouts";
 }
 
 /// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
@@ -189,6 +193,28 @@ pub enum Sched {
     Dh = 3,
     /// Maglev table indexed by hsiphash of the source address (and port with `SVC_F_SCHED_PORT`).
     Mh = 4,
+    /// Least connections; the table lists the service's real servers (as for all below).
+    Lc = 5,
+    /// Weighted least connections.
+    Wlc = 6,
+    /// Shortest expected delay.
+    Sed = 7,
+    /// Never queue.
+    Nq = 8,
+    /// Weighted failover.
+    Fo = 9,
+    /// Overflow.
+    Ovf = 10,
+    /// Weighted random choice of two.
+    Twos = 11,
+}
+
+impl Sched {
+    /// Whether the data plane scans the service's real servers and their counters (the table lists
+    /// them in IPVS's order) rather than reading one slot.
+    pub const fn counts(self) -> bool {
+        (self as u32) >= Sched::Lc as u32
+    }
 }
 
 /// A hashed scheduler's slot whose bucket has no usable real server. Mirrors `RVS_SCHED_NO_DEST`.
@@ -283,14 +309,16 @@ pub enum DropReason {
     EncapFail = 14,
     /// TUN: too big for the tunnel, and no ICMP error can say so.
     TooBig = 15,
+    /// The packet's entry was being expired on another CPU at that moment.
+    ConnBusy = 16,
 }
 
 /// Number of drop counter slots. Mirrors `RVS_DROP__MAX`.
-pub const DROP_MAX: u32 = 16;
+pub const DROP_MAX: u32 = 17;
 
 impl DropReason {
     /// Every reason, in value order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::EthShort,
         DropReason::Ipv4Short,
         DropReason::Ipv4Bad,
@@ -306,6 +334,7 @@ impl DropReason {
         DropReason::FwdDisabled,
         DropReason::EncapFail,
         DropReason::TooBig,
+        DropReason::ConnBusy,
     ];
     /// The name operators see (`rvsadm --stats`, logs): the C enumerator without `RVS_DROP_`, lower case.
     pub const fn name(self) -> &'static str {
@@ -325,6 +354,7 @@ impl DropReason {
             DropReason::FwdDisabled => "fwd_disabled",
             DropReason::EncapFail => "encap_fail",
             DropReason::TooBig => "too_big",
+            DropReason::ConnBusy => "conn_busy",
         }
     }
 }
@@ -345,6 +375,17 @@ pub const CONN_F_INPUT_ONLY: u8 = 1 << 0;
 /// `ConnVal::flags`: a NAT reply entry, keyed by the real server's side of a connection (bpf/lib/conn.h);
 /// not a connection of its own. Mirrors `RVS_CONN_F_REPLY`.
 pub const CONN_F_REPLY: u8 = 1 << 1;
+/// `ConnVal::cflags`: counted in its real server's active connections (else inactive). Mirrors
+/// `RVS_CONN_C_ACTIVE`.
+pub const CONN_C_ACTIVE: u8 = 1 << 0;
+/// `ConnVal::cflags`: claimed by whoever deletes or replaces it. Mirrors `RVS_CONN_C_DEAD`.
+pub const CONN_C_DEAD: u8 = 1 << 1;
+/// `DestCnt::flags`: the upper threshold was reached. Mirrors `RVS_DEST_C_OVERLOAD`.
+pub const DEST_C_OVERLOAD: u32 = 1 << 0;
+/// Slots of `Timeouts::s`, one per `TcpState`. Mirrors `RVS_TIMEOUT_SLOTS`.
+pub const TIMEOUT_SLOTS: usize = 16;
+/// Keys one run of `rvs_xdp_expire` examines. Mirrors `RVS_EXPIRE_BATCH`.
+pub const EXPIRE_BATCH: usize = 64;
 /// `Cfg::flags`: some real server is NAT, so packets to no service are looked up as replies. Mirrors
 /// `RVS_CFG_F_NAT`.
 pub const CFG_F_NAT: u32 = 1 << 0;
@@ -436,8 +477,49 @@ pub struct DestVal {
     pub laddr: Addr,
     /// TUN: path MTU toward the real server; 0 = unknown, not checked.
     pub mtu: u32,
+    /// Generation of this dest id (a connection counts for it only while its `dest_gen` matches).
+    pub dgen: u32,
+    /// `-x` upper connection threshold; 0 = none.
+    pub u_thresh: u32,
+    /// `-y` lower connection threshold; 0 = none.
+    pub l_thresh: u32,
 }
-const _: () = assert!(core::mem::size_of::<DestVal>() == 68);
+const _: () = assert!(core::mem::size_of::<DestVal>() == 80);
+
+/// Value of `rvs_dest_cnt`: a real server's connection counters. Mirrors `struct rvs_dest_cnt`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct DestCnt {
+    /// IPVS's activeconns.
+    pub active: u32,
+    /// IPVS's inactconns.
+    pub inactive: u32,
+    /// IPVS's persistconns (templates).
+    pub persist: u32,
+    /// `DEST_C_*`.
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<DestCnt>() == 16);
+
+/// Value of `rvs_timeouts[0]`: seconds by state. Mirrors `struct rvs_timeouts`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct Timeouts {
+    /// Timeout of each `TcpState` (index = its value); 0 = never times out in the data plane.
+    pub s: [u32; TIMEOUT_SLOTS],
+}
+const _: () = assert!(core::mem::size_of::<Timeouts>() == 64);
+
+/// Header of `rvs_xdp_expire`'s input. Mirrors `struct rvs_expire_hdr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct ExpireHdr {
+    /// Keys that follow.
+    pub nkeys: u32,
+    /// Out: entries deleted.
+    pub deleted: u32,
+}
+const _: () = assert!(core::mem::size_of::<ExpireHdr>() == 8);
 
 /// Per-service scheduler state. Mirrors `struct rvs_svc_state`.
 #[repr(C)]
@@ -483,10 +565,14 @@ pub struct ConnVal {
     pub last_ns: u64,
     /// `TcpState` as u8.
     pub state: u8,
-    /// `CONN_F_*`.
+    /// `CONN_F_*` (fixed at creation).
     pub flags: u8,
-    /// Explicit padding, zero.
-    pub _pad: [u8; 6],
+    /// `CONN_C_*` (counter class, claim).
+    pub cflags: u8,
+    /// `(created_ns >> 20) as u8`: tells a reused entry from the one it replaced.
+    pub tag: u8,
+    /// `DestVal::gen` of `dest_id` when scheduled.
+    pub dest_gen: u32,
 }
 const _: () = assert!(core::mem::size_of::<ConnVal>() == 32);
 
@@ -656,6 +742,16 @@ pub enum MapOp {
         /// New value.
         val: Cfg,
     },
+    /// Zero a real server's connection counters (a dest id given to a new real server).
+    DestCntClear {
+        /// Dest id.
+        id: u32,
+    },
+    /// Write the timeouts (`rvs_timeouts[0]`).
+    TimeoutsSet {
+        /// New value.
+        val: Timeouts,
+    },
 }
 
 #[cfg(feature = "aya")]
@@ -681,6 +777,10 @@ mod pod {
     unsafe impl aya::Pod for TestEnv {}
     // SAFETY: see above.
     unsafe impl aya::Pod for Cfg {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for DestCnt {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for Timeouts {}
     // SAFETY: see above.
     unsafe impl aya::Pod for TestFibKey {}
     // SAFETY: see above.

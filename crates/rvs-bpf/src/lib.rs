@@ -14,6 +14,8 @@ pub static RVS_BENCH_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_
 
 /// Name of the director's program in [`RVS_XDP_OBJ`].
 pub const XDP_PROG: &str = "rvs_xdp_ingress";
+/// The director's expiry program in [`RVS_XDP_OBJ`], run by the daemon with BPF_PROG_TEST_RUN.
+pub const EXPIRE_PROG: &str = "rvs_xdp_expire";
 /// Name of the decap program in [`RVS_DECAP_OBJ`].
 pub const DECAP_PROG: &str = "rvs_decap_ingress";
 /// Name of the pass-through program in [`RVS_PASS_OBJ`].

@@ -98,11 +98,17 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     assert_layout!(t, "rvs_svc_key" => SvcKey { addr, port, proto, family });
     assert_layout!(t, "rvs_svc_val" => SvcVal { id, flags, sched, sched_base, sched_len, _pad });
     assert_layout!(t, "rvs_dest_val" => DestVal {
-        addr, port, family, fwd, dmac, smac, ifindex, weight, svc_id, flags, laddr, mtu
+        addr, port, family, fwd, dmac, smac, ifindex, weight, svc_id, flags, laddr, mtu, dgen, u_thresh,
+        l_thresh
     });
+    assert_layout!(t, "rvs_dest_cnt" => DestCnt { active, inactive, persist, flags });
+    assert_layout!(t, "rvs_timeouts" => Timeouts { s });
+    assert_layout!(t, "rvs_expire_hdr" => ExpireHdr { nkeys, deleted });
     assert_layout!(t, "rvs_svc_state" => SvcState { pos });
     assert_layout!(t, "rvs_conn_key" => ConnKey { saddr, daddr, sport, dport, proto, family, _pad });
-    assert_layout!(t, "rvs_conn_val" => ConnVal { dest_id, svc_id, created_ns, last_ns, state, flags, _pad });
+    assert_layout!(t, "rvs_conn_val" => ConnVal {
+        dest_id, svc_id, created_ns, last_ns, state, flags, cflags, tag, dest_gen
+    });
     assert_layout!(t, "rvs_stats" => Stats { conns, inpkts, outpkts, inbytes, outbytes });
     assert_layout!(t, "rvs_test_env" => TestEnv { now_ns, prandom, cpu });
     assert_layout!(t, "rvs_cfg" => Cfg { flags, _pad });
@@ -182,6 +188,13 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
             ("RVS_SCHED_SH", Sched::Sh as i64),
             ("RVS_SCHED_DH", Sched::Dh as i64),
             ("RVS_SCHED_MH", Sched::Mh as i64),
+            ("RVS_SCHED_LC", Sched::Lc as i64),
+            ("RVS_SCHED_WLC", Sched::Wlc as i64),
+            ("RVS_SCHED_SED", Sched::Sed as i64),
+            ("RVS_SCHED_NQ", Sched::Nq as i64),
+            ("RVS_SCHED_FO", Sched::Fo as i64),
+            ("RVS_SCHED_OVF", Sched::Ovf as i64),
+            ("RVS_SCHED_TWOS", Sched::Twos as i64),
         ],
     );
     let states = [
@@ -227,7 +240,7 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
 #[test]
 fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
     let obj = aya_obj::Object::parse(rvs_bpf::RVS_XDP_OBJ).expect("aya-obj parses rvs_xdp.o");
-    let expect: [(&str, u32, usize, usize, u32); 13] = [
+    let expect: [(&str, u32, usize, usize, u32); 15] = [
         // (name, BPF_MAP_TYPE_*, key size, value size, max_entries)
         (map::SVC, 1, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
         (map::SVC_ADDR, 2, 4, size_of::<SvcKey>(), MAX_SVC),
@@ -236,7 +249,7 @@ fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
         (map::SVC_ST, 2, 4, size_of::<SvcState>(), MAX_SVC),
         (
             map::CONN,
-            9,
+            1,
             size_of::<ConnKey>(),
             size_of::<ConnVal>(),
             CONN_DEFAULT,
@@ -245,6 +258,8 @@ fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
         (map::DEST_STATS, 6, 4, size_of::<Stats>(), MAX_DEST),
         (map::DROPS, 6, 4, 8, DropReason::ALL.len() as u32 + 1),
         (map::CFG, 2, 4, size_of::<Cfg>(), 1),
+        (map::DEST_CNT, 2, 4, size_of::<DestCnt>(), MAX_DEST),
+        (map::TIMEOUTS, 2, 4, size_of::<Timeouts>(), 1),
         // DEVMAP_HASH of struct bpf_devmap_val (ifindex, program fd/id)
         (map::TX_PORTS, 25, 4, 8, MAX_TX_PORTS),
         (

@@ -19,6 +19,7 @@ const PAIRS: &[(&str, &str)] = &[
     ("bpf/lib/nat.h", "crates/rvs-model/src/fwd/nat.rs"),
     ("bpf/lib/tun.h", "crates/rvs-model/src/fwd/tun.rs"),
     ("bpf/lib/stats.h", "crates/rvs-model/src/stats.rs"),
+    ("bpf/lib/expire.h", "crates/rvs-model/src/expire.rs"),
     ("bpf/rvs_decap.c", "crates/rvs-model/src/decap.rs"),
 ];
 

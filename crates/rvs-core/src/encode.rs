@@ -9,7 +9,11 @@
 //! - A scheduler table is never rewritten in place: the new one goes to a fresh region of `rvs_sched`
 //!   (`SchedSet`s), then one `SvcSet` switches `sched_base`/`sched_len`, then the old region is freed.
 //! - A new service gets `SvcStateSet{pos: 0}` and `SvcStatsClear` before its `SvcSet`; a new dest gets
-//!   `DestStatsClear` before its `DestSet`, and both come before any table that names it.
+//!   `DestStatsClear` and `DestCntClear` before its `DestSet`, and all come before any table that names
+//!   it. A new dest also gets a new generation (`DestVal::dgen`): connections left over from the real
+//!   server that had its id before no longer count for it, nor reach it.
+//! - Count-driven schedulers (lc, wlc, sed, nq, fo, ovf, twos) get a table that lists the service's real
+//!   servers in IPVS's list order; the data plane scans it and reads their counters.
 //! - A removed service goes with `SvcDel` first; its dests (and removed dests of a live service, after
 //!   the `SvcSet` that drops them from the table) are then freed with a zero `DestSet`.
 //! - `rvs_cfg`'s `CFG_F_NAT` (look up replies of NAT connections) is set by the first op of a sync that
@@ -74,6 +78,8 @@ pub struct Encoder {
     svc_ids: IdAlloc,
     dest_ids: IdAlloc,
     slots: Regions,
+    /// The generation the next new dest gets (never 0, so that a zeroed slot matches no connection).
+    next_dgen: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +124,7 @@ impl Encoder {
             svc_ids: IdAlloc::new(MAX_SVC),
             dest_ids: IdAlloc::new(MAX_DEST),
             slots: Regions::new(SCHED_SLOTS),
+            next_dgen: 1,
         }
     }
 
@@ -193,6 +200,13 @@ impl Encoder {
             }
         }
         enc.cfg = cfg_of(enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8));
+        enc.next_dgen = dests
+            .iter()
+            .map(|(_, d)| d.dgen)
+            .max()
+            .unwrap_or(0)
+            .wrapping_add(1)
+            .max(1);
         enc
     }
 
@@ -313,6 +327,13 @@ impl Encoder {
             "sh" => (Sched::Sh, SH_TAB_SIZE as u64),
             "dh" => (Sched::Dh, SH_TAB_SIZE as u64),
             "mh" => (Sched::Mh, sched::mh::MH_TAB_SIZE as u64),
+            "lc" => (Sched::Lc, weights.len() as u64),
+            "wlc" => (Sched::Wlc, weights.len() as u64),
+            "sed" => (Sched::Sed, weights.len() as u64),
+            "nq" => (Sched::Nq, weights.len() as u64),
+            "fo" => (Sched::Fo, weights.len() as u64),
+            "ovf" => (Sched::Ovf, weights.len() as u64),
+            "twos" => (Sched::Twos, weights.len() as u64),
             _ => return Err(ApplyError::SchedulerNotFound),
         };
         if len > u64::from(SCHED_SLOTS) {
@@ -351,12 +372,15 @@ impl Encoder {
         let mut ids = vec![0; entry.dests.len()];
         // Oldest first, so that new ids follow the order the dests were added in.
         for (d, slot) in entry.dests.iter().zip(ids.iter_mut()).rev() {
-            let dest_id = match removed.remove(&d.key) {
-                Some(dest_id) => dest_id,
+            let (dest_id, dgen) = match removed.remove(&d.key) {
+                Some(dest_id) => (dest_id, self.dests.get(&dest_id).map_or(0, |v| v.dgen)),
                 None => {
                     let dest_id = self.dest_ids.alloc().ok_or(ApplyError::NoMemory)?;
                     ops.push(MapOp::DestStatsClear { id: dest_id });
-                    dest_id
+                    ops.push(MapOp::DestCntClear { id: dest_id });
+                    let dgen = self.next_dgen;
+                    self.next_dgen = self.next_dgen.wrapping_add(1).max(1);
+                    (dest_id, dgen)
                 }
             };
             // NAT takes its next hop from the kernel's FIB per packet: no neighbour to ask for.
@@ -365,7 +389,7 @@ impl Encoder {
             } else {
                 neigh(d.key.addr)
             };
-            let val = dest_val(d, id, n);
+            let val = dest_val(d, id, dgen, n);
             if self.dests.get(&dest_id) != Some(&val) {
                 ops.push(MapOp::DestSet { id: dest_id, val });
                 self.dests.insert(dest_id, val);
@@ -386,6 +410,11 @@ impl Encoder {
 
         // The scheduler table, in a new region when its content changes.
         let new_table: Vec<u32> = match kind {
+            // Every real server, weight 0 included, in list order: weights and counters change without
+            // a table rewrite, and the data plane skips what is unavailable at the moment it schedules.
+            Sched::Lc | Sched::Wlc | Sched::Sed | Sched::Nq | Sched::Fo | Sched::Ovf | Sched::Twos => {
+                ids.clone()
+            }
             Sched::Rr | Sched::Wrr => {
                 let picks = if kind == Sched::Rr {
                     sched::rr_table(&weights)
@@ -448,9 +477,16 @@ impl Encoder {
                 now.sort_unstable();
                 // A hashed table also depends on the flags and (mh) on last weights, which the maps do
                 // not hold: it is rewritten once after a restart.
-                matches!(kind, Sched::Rr | Sched::Wrr)
+                // A count-driven table lists the same dests whatever their weights (its order only
+                // breaks ties, and the running order is kept).
+                let same = if kind.counts() {
+                    sig.iter().map(|(i, _)| *i).eq(now.iter().map(|(i, _)| *i))
+                } else {
+                    *sig == now
+                };
+                (matches!(kind, Sched::Rr | Sched::Wrr) || kind.counts())
                     && *sched == kind as u32
-                    && *sig == now
+                    && same
                     && img.val.sched_len as usize == new_table.len()
             }
         };
@@ -596,7 +632,7 @@ fn cfg_of(nat: bool) -> Cfg {
 /// with its outer source (`laddr`, of the real server's family) and route MTU as well as the MACs: a
 /// tunnel from the unspecified address would be dropped by the real server's stack. Other methods never
 /// carry `laddr`/`mtu`, so a route MTU change does not rewrite their slots.
-fn dest_val(d: &Dest, svc_id: u32, neigh: Option<Neighbor>) -> DestVal {
+fn dest_val(d: &Dest, svc_id: u32, dgen: u32, neigh: Option<Neighbor>) -> DestVal {
     let (addr, family) = map_addr(d.key.addr);
     let fwd = match d.fwd {
         FwdMethod::Route => Fwd::Dr,
@@ -611,6 +647,9 @@ fn dest_val(d: &Dest, svc_id: u32, neigh: Option<Neighbor>) -> DestVal {
         weight: d.weight,
         svc_id,
         flags: DEST_F_VALID,
+        dgen,
+        u_thresh: d.u_threshold,
+        l_thresh: d.l_threshold,
         ..DestVal::default()
     };
     let Some(n) = neigh else {

@@ -3,9 +3,11 @@
 
 use crate::domain::{ApplyError, Command, Dest, DestKey, FwdMethod, Service, ServiceKey};
 
-/// Schedulers the data plane executes. Any other name, the default `wlc` included, is refused with
+/// Schedulers the data plane executes. Any other name is refused with
 /// [`ApplyError::SchedulerNotFound`], as the kernel refuses a scheduler module it cannot load.
-pub const SUPPORTED_SCHEDULERS: &[&str] = &["rr", "wrr", "sh", "dh", "mh"];
+pub const SUPPORTED_SCHEDULERS: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh", "fo", "ovf", "twos",
+];
 
 /// One virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,14 +238,17 @@ mod tests {
         let cases: Vec<(Command, ApplyError)> = vec![
             (Command::AddService(svc(80, "rr")), ApplyError::ServiceExists),
             (Command::AddService(svc(80, "nosuch")), ApplyError::ServiceExists),
-            (Command::AddService(svc(81, "wlc")), ApplyError::SchedulerNotFound),
+            (
+                Command::AddService(svc(81, "lblcx")),
+                ApplyError::SchedulerNotFound,
+            ),
             (
                 Command::AddService(svc(81, "nosuch")),
                 ApplyError::SchedulerNotFound,
             ),
             (Command::EditService(svc(99, "wrr")), ApplyError::NoSuchService),
             (
-                Command::EditService(svc(80, "wlc")),
+                Command::EditService(svc(80, "lblcx")),
                 ApplyError::SchedulerNotFound,
             ),
             (Command::DelService(skey(99)), ApplyError::NoSuchService),

@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use aya::EbpfLoader;
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya_obj::programs::XdpAttachType;
-use rvs_abi::{Cfg, ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcVal, map};
-use rvs_bpf::{RVS_XDP_OBJ, XDP_PROG};
+use rvs_abi::{
+    Cfg, ConnKey, ConnVal, DestCnt, DestVal, DropReason, EXPIRE_BATCH, ExpireHdr, MapOp, Stats, SvcKey,
+    SvcVal, Timeouts, map,
+};
+use rvs_bpf::{EXPIRE_PROG, RVS_XDP_OBJ, XDP_PROG};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::error::DataplaneError;
 use crate::maps::{MAP_NAMES, Maps, check_pinned};
@@ -30,11 +34,16 @@ pub struct Dataplane {
     maps: Maps,
     prog: Xdp,
     prog_id: u32,
+    expire: Xdp,
 }
 
 fn prog_err(op: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError {
+    named_prog_err(XDP_PROG, op)
+}
+
+fn named_prog_err(prog: &'static str, op: &'static str) -> impl FnOnce(ProgramError) -> DataplaneError {
     move |e| DataplaneError::Program {
-        prog: XDP_PROG,
+        prog,
         op,
         source: Box::new(e),
     }
@@ -60,21 +69,26 @@ impl Dataplane {
             }
         }
         let prog_pin = dir.join(XDP_PROG);
-        let adopted = maps_pinned == MAP_NAMES.len() && prog_pin.exists();
+        let expire_pin = dir.join(EXPIRE_PROG);
+        let adopted = maps_pinned == MAP_NAMES.len() && prog_pin.exists() && expire_pin.exists();
         if !adopted {
             // An incomplete set (a crash during a previous open): load afresh, reusing the maps that
-            // are there; the program pin is replaced and attach() swaps the new program into any
+            // are there; the program pins are replaced and attach() swaps the new program into any
             // existing link.
-            match fs::remove_file(&prog_pin) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(DataplaneError::io("remove stale program pin", &prog_pin, e));
+            for pin in [&prog_pin, &expire_pin] {
+                match fs::remove_file(pin) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(DataplaneError::io("remove stale program pin", pin, e));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-            load_and_pin(dir, cfg.conn_max, &prog_pin)?;
+            load_and_pin(dir, cfg.conn_max, &prog_pin, &expire_pin)?;
         }
         let maps = Maps::from_pins(dir)?;
         let prog = Xdp::from_pin(&prog_pin, XdpAttachType::Interface).map_err(prog_err("open pin"))?;
+        let expire = Xdp::from_pin(&expire_pin, XdpAttachType::Interface)
+            .map_err(named_prog_err(EXPIRE_PROG, "open pin"))?;
         let prog_id = prog.info().map_err(prog_err("read info"))?.id();
         tracing::info!(pin_dir = %dir.display(), adopted, prog_id, conn_max = maps.conn_max(), "data plane open");
         Ok(Dataplane {
@@ -83,6 +97,7 @@ impl Dataplane {
             maps,
             prog,
             prog_id,
+            expire,
         })
     }
 
@@ -290,6 +305,75 @@ impl Dataplane {
     pub fn conn_max(&self) -> u32 {
         self.maps.conn_max()
     }
+
+    /// Hands `keys` to the kernel's expiry (rvs_xdp_expire, bpf/lib/expire.h), which deletes those
+    /// still due at that moment and keeps the connection counters exact. Returns how many it deleted.
+    ///
+    /// # Errors
+    /// The kernel refused a run.
+    pub fn expire_conns(&mut self, keys: &[ConnKey]) -> Result<usize, DataplaneError> {
+        let mut deleted = 0;
+        let mut frame = Vec::with_capacity(size_of::<ExpireHdr>() + EXPIRE_BATCH * size_of::<ConnKey>());
+        for chunk in keys.chunks(EXPIRE_BATCH) {
+            frame.clear();
+            let hdr = ExpireHdr {
+                nkeys: chunk.len() as u32,
+                deleted: 0,
+            };
+            frame.extend_from_slice(hdr.as_bytes());
+            for k in chunk {
+                frame.extend_from_slice(k.as_bytes());
+            }
+            let mut out = vec![0u8; frame.len()];
+            let res = self
+                .expire
+                .test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    data_out: Some(&mut out),
+                    ..Default::default()
+                })
+                .map_err(|e| DataplaneError::TestRun {
+                    len: frame.len(),
+                    source: Box::new(e),
+                })?;
+            let hdr = ExpireHdr::read_from_prefix(&out)
+                .map(|(h, _)| h)
+                .unwrap_or_default();
+            if res.return_value != 2 {
+                // XDP_ABORTED: the frame was too short for its header, which cannot happen here.
+                return Err(DataplaneError::Missing {
+                    kind: "expiry result",
+                    name: EXPIRE_PROG,
+                });
+            }
+            deleted += hdr.deleted as usize;
+        }
+        Ok(deleted)
+    }
+
+    /// Active, inactive and persistent connections of dest `id`, as the data plane counts them.
+    ///
+    /// # Errors
+    /// A map read failed (or `id` is out of range).
+    pub fn dest_cnt(&self, id: u32) -> Result<DestCnt, DataplaneError> {
+        self.maps.dest_cnt(id)
+    }
+
+    /// The timeouts the data plane applies.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn timeouts(&self) -> Result<Timeouts, DataplaneError> {
+        self.maps.timeouts()
+    }
+
+    /// Sets the timeouts the data plane applies (rvsd's `--set` and IPVS's fixed ones).
+    ///
+    /// # Errors
+    /// The map write failed.
+    pub fn set_timeouts(&mut self, val: &Timeouts) -> Result<(), DataplaneError> {
+        self.maps.apply(&[MapOp::TimeoutsSet { val: *val }])
+    }
 }
 
 pub(crate) fn sum(v: &[Stats]) -> Stats {
@@ -302,7 +386,7 @@ pub(crate) fn sum(v: &[Stats]) -> Stats {
 
 /// Loads the object with its maps pinned by name in `dir` (reusing those already there) and pins the
 /// program. The loader is dropped afterwards: everything lives on through the pins.
-fn load_and_pin(dir: &Path, conn_max: u32, prog_pin: &Path) -> Result<(), DataplaneError> {
+fn load_and_pin(dir: &Path, conn_max: u32, prog_pin: &Path, expire_pin: &Path) -> Result<(), DataplaneError> {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(dir)
         .map_max_entries(map::CONN, conn_max)
@@ -319,6 +403,21 @@ fn load_and_pin(dir: &Path, conn_max: u32, prog_pin: &Path) -> Result<(), Datapl
     prog.load().map_err(prog_err("load (verifier)"))?;
     prog.pin(prog_pin).map_err(|source| DataplaneError::Pin {
         path: prog_pin.to_owned(),
+        source,
+    })?;
+    let expire: &mut Xdp = ebpf
+        .program_mut(EXPIRE_PROG)
+        .ok_or(DataplaneError::Missing {
+            kind: "program",
+            name: EXPIRE_PROG,
+        })?
+        .try_into()
+        .map_err(named_prog_err(EXPIRE_PROG, "open"))?;
+    expire
+        .load()
+        .map_err(named_prog_err(EXPIRE_PROG, "load (verifier)"))?;
+    expire.pin(expire_pin).map_err(|source| DataplaneError::Pin {
+        path: expire_pin.to_owned(),
         source,
     })?;
     Ok(())
@@ -357,7 +456,7 @@ pub fn unload(pin_dir: &Path) -> Result<(), DataplaneError> {
         fs::remove_file(&path).map_err(|e| DataplaneError::io("remove link pin", &path, e))?;
         tracing::info!(link = %path.display(), link_id = info.id, "detached");
     }
-    for name in MAP_NAMES.iter().chain([&XDP_PROG]) {
+    for name in MAP_NAMES.iter().chain([&XDP_PROG, &EXPIRE_PROG]) {
         let path = pin_dir.join(name);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {

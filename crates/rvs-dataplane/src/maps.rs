@@ -10,20 +10,22 @@ use aya::maps::{
     Array, DevMapHash, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues,
 };
 use rvs_abi::{
-    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestVal, DropReason, Fwd, MapOp, Stats, SvcKey,
-    SvcState, SvcVal, TestEnv, TestFib, TestFibKey, map,
+    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, MapOp, Stats,
+    SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey, Timeouts, map,
 };
 
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
-pub(crate) const MAP_NAMES: [&str; 13] = [
+pub(crate) const MAP_NAMES: [&str; 15] = [
     map::SVC,
     map::SVC_ADDR,
     map::DEST,
     map::SCHED,
     map::SVC_ST,
     map::CONN,
+    map::DEST_CNT,
+    map::TIMEOUTS,
     map::SVC_STATS,
     map::DEST_STATS,
     map::DROPS,
@@ -49,11 +51,13 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
         map::SCHED => spec(MapType::Array, 4, 4, SCHED_SLOTS),
         map::SVC_ST => spec(MapType::Array, 4, size_of::<SvcState>(), MAX_SVC),
         map::CONN => spec(
-            MapType::LruHash,
+            MapType::Hash,
             size_of::<ConnKey>(),
             size_of::<ConnVal>(),
             conn_max,
         ),
+        map::DEST_CNT => spec(MapType::Array, 4, size_of::<DestCnt>(), MAX_DEST),
+        map::TIMEOUTS => spec(MapType::Array, 4, size_of::<Timeouts>(), 1),
         map::SVC_STATS => spec(MapType::PerCpuArray, 4, size_of::<Stats>(), MAX_SVC),
         map::DEST_STATS => spec(MapType::PerCpuArray, 4, size_of::<Stats>(), MAX_DEST),
         map::DROPS => spec(MapType::PerCpuArray, 4, 8, DropReason::ALL.len() as u32 + 1),
@@ -116,6 +120,8 @@ pub(crate) struct Maps {
     sched: Array<MapData, u32>,
     svc_st: Array<MapData, SvcState>,
     conn: HashMap<MapData, ConnKey, ConnVal>,
+    dest_cnt: Array<MapData, DestCnt>,
+    timeouts: Array<MapData, Timeouts>,
     svc_stats: PerCpuArray<MapData, Stats>,
     dest_stats: PerCpuArray<MapData, Stats>,
     drops: PerCpuArray<MapData, u64>,
@@ -156,13 +162,13 @@ impl Maps {
     ) -> Result<Self, DataplaneError> {
         let conn = get(map::CONN)?;
         let conn_max = match &conn {
-            Map::LruHashMap(data) => data
+            Map::HashMap(data) => data
                 .info()
                 .map_err(|e| DataplaneError::map(map::CONN, "read info", e))?
                 .max_entries(),
             _ => {
                 return Err(DataplaneError::Missing {
-                    kind: "LRU hash map",
+                    kind: "hash map",
                     name: map::CONN,
                 });
             }
@@ -175,6 +181,8 @@ impl Maps {
             sched: typed(map::SCHED, get(map::SCHED)?)?,
             svc_st: typed(map::SVC_ST, get(map::SVC_ST)?)?,
             conn,
+            dest_cnt: typed(map::DEST_CNT, get(map::DEST_CNT)?)?,
+            timeouts: typed(map::TIMEOUTS, get(map::TIMEOUTS)?)?,
             svc_stats: typed(map::SVC_STATS, get(map::SVC_STATS)?)?,
             dest_stats: typed(map::DEST_STATS, get(map::DEST_STATS)?)?,
             drops: typed(map::DROPS, get(map::DROPS)?)?,
@@ -233,7 +241,29 @@ impl Maps {
                 .cfg
                 .set(0, val, 0)
                 .map_err(|e| DataplaneError::map(map::CFG, "set [0]", e)),
+            MapOp::DestCntClear { id } => self
+                .dest_cnt
+                .set(id, DestCnt::default(), 0)
+                .map_err(|e| DataplaneError::map(map::DEST_CNT, format_args!("set [{id}]"), e)),
+            MapOp::TimeoutsSet { val } => self
+                .timeouts
+                .set(0, val, 0)
+                .map_err(|e| DataplaneError::map(map::TIMEOUTS, "set [0]", e)),
         }
+    }
+
+    /// The connection counters of dest `id`.
+    pub(crate) fn dest_cnt(&self, id: u32) -> Result<DestCnt, DataplaneError> {
+        self.dest_cnt
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::map(map::DEST_CNT, format_args!("get [{id}]"), e))
+    }
+
+    /// The timeouts (`rvs_timeouts[0]`).
+    pub(crate) fn timeouts(&self) -> Result<Timeouts, DataplaneError> {
+        self.timeouts
+            .get(&0, 0)
+            .map_err(|e| DataplaneError::map(map::TIMEOUTS, "get [0]", e))
     }
 
     /// The global switches.

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use rvs_abi::{
-    Cfg, ConnKey, ConnVal, DestVal, DropReason, MapOp, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib,
-    TestFibKey, map,
+    Cfg, ConnKey, ConnVal, DestCnt, DestVal, DropReason, MapOp, Stats, SvcKey, SvcState, SvcVal, TestEnv,
+    TestFib, TestFibKey, Timeouts, map,
 };
-use rvs_bpf::{RVS_XDP_OBJ, XDP_PROG};
+use rvs_bpf::{EXPIRE_PROG, RVS_XDP_OBJ, XDP_PROG};
 
 use crate::error::DataplaneError;
 use crate::maps::{MAP_NAMES, Maps};
@@ -30,8 +30,15 @@ pub struct TestProgram {
 }
 
 fn prog_err(op: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError {
+    named_prog_err(XDP_PROG, op)
+}
+
+fn named_prog_err(
+    prog: &'static str,
+    op: &'static str,
+) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError {
     move |e| DataplaneError::Program {
-        prog: XDP_PROG,
+        prog,
         op,
         source: Box::new(e),
     }
@@ -98,6 +105,19 @@ impl TestProgram {
             .try_into()
             .map_err(prog_err("open"))?;
         prog.load().map_err(prog_err("load (verifier)"))?;
+        // The expiry program shares the object's maps (their fds were relocated into both programs
+        // when the object was loaded), so runs of either see the other's changes.
+        let expire: &mut Xdp = ebpf
+            .program_mut(EXPIRE_PROG)
+            .ok_or(DataplaneError::Missing {
+                kind: "program",
+                name: EXPIRE_PROG,
+            })?
+            .try_into()
+            .map_err(named_prog_err(EXPIRE_PROG, "open"))?;
+        expire
+            .load()
+            .map_err(named_prog_err(EXPIRE_PROG, "load (verifier)"))?;
         drop(pins);
         Ok(TestProgram { ebpf, maps })
     }
@@ -107,14 +127,19 @@ impl TestProgram {
     /// # Errors
     /// Never in practice: the program was found at load time.
     pub fn program(&self) -> Result<&Xdp, DataplaneError> {
+        self.named_program(XDP_PROG)
+    }
+
+    /// The object's program `name` (`XDP_PROG` or `EXPIRE_PROG`), loaded.
+    fn named_program(&self, name: &'static str) -> Result<&Xdp, DataplaneError> {
         self.ebpf
-            .program(XDP_PROG)
+            .program(name)
             .ok_or(DataplaneError::Missing {
                 kind: "program",
-                name: XDP_PROG,
+                name,
             })?
             .try_into()
-            .map_err(prog_err("open"))
+            .map_err(named_prog_err(name, "open"))
     }
 
     /// Applies configuration changes in order.
@@ -131,10 +156,24 @@ impl TestProgram {
     /// # Errors
     /// Writing the env, or the kernel refusing the run (a frame shorter than 14 bytes, for one).
     pub fn run(&mut self, env: &TestEnv, frame: &[u8]) -> Result<(u32, Vec<u8>), DataplaneError> {
+        self.run_program(XDP_PROG, env, frame)
+    }
+
+    /// As [`TestProgram::run`], for any program of the object: `XDP_PROG`, or `EXPIRE_PROG` on a frame
+    /// of an `ExpireHdr` and its keys (at least 14 bytes: the kernel refuses a shorter XDP test frame).
+    ///
+    /// # Errors
+    /// As [`TestProgram::run`]; `Missing` for a name the object does not hold.
+    pub fn run_program(
+        &mut self,
+        name: &'static str,
+        env: &TestEnv,
+        frame: &[u8],
+    ) -> Result<(u32, Vec<u8>), DataplaneError> {
         self.maps.set_test_env(env)?;
         let mut out = vec![0u8; frame.len() + OUT_SLACK];
         let res = self
-            .program()?
+            .named_program(name)?
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
@@ -230,6 +269,59 @@ impl TestProgram {
         routes: impl IntoIterator<Item = (&'a TestFibKey, &'a TestFib)>,
     ) -> Result<(), DataplaneError> {
         self.maps.set_test_fib(routes)
+    }
+
+    /// Connection counters of dest `id` (rvs_dest_cnt).
+    ///
+    /// # Errors
+    /// A map read failed (or `id` is out of range).
+    pub fn dest_cnt(&self, id: u32) -> Result<DestCnt, DataplaneError> {
+        self.maps.dest_cnt(id)
+    }
+
+    /// The timeouts (rvs_timeouts[0]).
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn timeouts(&self) -> Result<Timeouts, DataplaneError> {
+        self.maps.timeouts()
+    }
+
+    /// Overwrites the connection counters of dest `id` (to set up a fixture: the daemon only zeroes
+    /// them, with `MapOp::DestCntClear`).
+    ///
+    /// # Errors
+    /// Finding or writing the map failed (or `id` is out of range).
+    pub fn set_dest_cnt(&mut self, id: u32, val: &DestCnt) -> Result<(), DataplaneError> {
+        let data = self.program_map(map::DEST_CNT)?;
+        let mut arr: aya::maps::Array<aya::maps::MapData, DestCnt> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data))
+                .map_err(|e| DataplaneError::map(map::DEST_CNT, "open typed handle", e))?;
+        arr.set(id, val, 0)
+            .map_err(|e| DataplaneError::map(map::DEST_CNT, format_args!("set [{id}]"), e))
+    }
+
+    /// A second handle on map `name` of the director's program, found among the maps the kernel
+    /// lists for it (the typed handles belong to `Maps`, which has no writer for every map).
+    fn program_map(&self, name: &'static str) -> Result<aya::maps::MapData, DataplaneError> {
+        let ids = self
+            .program()?
+            .info()
+            .map_err(prog_err("info"))?
+            .map_ids()
+            .map_err(prog_err("map ids"))?
+            .unwrap_or_default();
+        for id in ids {
+            let data =
+                aya::maps::MapData::from_id(id).map_err(|e| DataplaneError::map(name, "open by id", e))?;
+            let info = data
+                .info()
+                .map_err(|e| DataplaneError::map(name, "read info", e))?;
+            if info.name_as_str() == Some(name) {
+                return Ok(data);
+            }
+        }
+        Err(DataplaneError::Missing { kind: "map", name })
     }
 
     /// The global switches (rvs_cfg).

@@ -81,7 +81,7 @@ fn conn_val() -> ConnVal {
         last_ns: 2,
         state: TcpState::Established as u8,
         flags: 1,
-        _pad: [0; 6],
+        ..ConnVal::default()
     }
 }
 

@@ -1,9 +1,11 @@
-//! The connection table (`rvs_conn`), NAT's reply entries and IPVS's TCP state machine. Mirrors
-//! bpf/lib/conn.h, which explains the reply entries.
+//! The connection table (`rvs_conn`), NAT's reply entries, IPVS's TCP state machine and the exact
+//! per-real-server counters (`rvs_dest_cnt`). Mirrors bpf/lib/conn.h, which explains the reply entries
+//! and why the counters change only through a compare-and-swap of the entry's word. The model runs on
+//! one thread, so every compare-and-swap here succeeds on its first try.
 
 use rvs_abi::{
-    CONN_F_INPUT_ONLY, CONN_F_REPLY, ConnKey, ConnVal, DEST_F_VALID, DestVal, DropReason, Fwd, SvcKey,
-    SvcVal, TcpState,
+    CONN_C_ACTIVE, CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_REPLY, ConnKey, ConnVal, DEST_C_OVERLOAD,
+    DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
 };
 
 use crate::maps::{BPF_ANY, Maps};
@@ -62,6 +64,141 @@ pub const RVS_TCP_STATES: [[u8; S_LAST]; 12] = [
     [S_CL, S_CL, S_CL, S_SR, S_CL, S_CL, S_CL, S_CL, S_LA, S_LI, S_CL], // rst
 ];
 const _: () = assert!(S_NO == 0 && S_SA == 10);
+
+/// `RVS_CONN_W_STATE`: the state byte of a word.
+pub fn rvs_conn_w_state(w: u32) -> u8 {
+    (w & 0xff) as u8
+}
+
+/// `RVS_CONN_W_CFLAGS`: the cflags byte of a word.
+pub fn rvs_conn_w_cflags(w: u32) -> u8 {
+    ((w >> 16) & 0xff) as u8
+}
+
+/// `RVS_CONN_W`: the word of state, flags, cflags and tag.
+pub fn rvs_conn_w(state: u8, flags: u8, cflags: u8, tag: u8) -> u32 {
+    u32::from(state) | (u32::from(flags) << 8) | (u32::from(cflags) << 16) | (u32::from(tag) << 24)
+}
+
+/// Mirrors `rvs_conn_word` (bpf/lib/conn.h): the C returns a pointer to the word (bytes 24..28 of the
+/// value: state, flags, cflags, tag on a little-endian machine); here, the word's value.
+pub fn rvs_conn_word(conn: &ConnVal) -> u32 {
+    rvs_conn_w(conn.state, conn.flags, conn.cflags, conn.tag)
+}
+
+/// Mirrors `rvs_conn_word_read` (bpf/lib/conn.h).
+pub fn rvs_conn_word_read(conn: &ConnVal) -> u32 {
+    rvs_conn_word(conn)
+}
+
+/// `__sync_val_compare_and_swap` on the word of `conn`: writes `nw` if the word is `w`. Single-threaded,
+/// it fails only if the caller passed a stale word.
+pub fn rvs_conn_word_cas(conn: &mut ConnVal, w: u32, nw: u32) -> bool {
+    if rvs_conn_word(conn) != w {
+        return false;
+    }
+    conn.state = rvs_conn_w_state(nw);
+    conn.flags = ((nw >> 8) & 0xff) as u8;
+    conn.cflags = rvs_conn_w_cflags(nw);
+    conn.tag = (nw >> 24) as u8;
+    true
+}
+
+/// Mirrors `rvs_conn_is_active` (bpf/lib/conn.h).
+pub fn rvs_conn_is_active(proto: u8, state: u8) -> bool {
+    if proto != IPPROTO_TCP {
+        return false;
+    }
+    state == TcpState::Established as u8
+        || state == TcpState::SynSent as u8
+        || state == TcpState::SynRecv as u8
+        || state == TcpState::SynAck as u8
+}
+
+/// Mirrors `rvs_conn_expired` (bpf/lib/conn.h).
+pub fn rvs_conn_expired(maps: &Maps, state: u8, last_ns: u64, now_ns: u64) -> bool {
+    let idx = usize::from(state);
+    let Some(t) = maps.rvs_timeouts.lookup(0) else {
+        return false;
+    };
+    if idx >= TIMEOUT_SLOTS {
+        return false;
+    }
+    let to = u64::from(t.s[idx]) * 1_000_000_000;
+    if to == 0 || now_ns < last_ns {
+        return false;
+    }
+    now_ns - last_ns >= to
+}
+
+/// Mirrors `rvs_conn_overloaded` (bpf/lib/conn.h).
+pub fn rvs_conn_overloaded(dest: &DestVal, cnt: &DestCnt) -> bool {
+    dest.u_thresh != 0 && cnt.flags & DEST_C_OVERLOAD != 0
+}
+
+/// Mirrors `rvs_conn_bind` (bpf/lib/conn.h).
+pub fn rvs_conn_bind(maps: &mut Maps, dest_id: u32, dest: &DestVal, active: bool) {
+    let Some(cnt) = maps.rvs_dest_cnt.lookup_mut(dest_id) else {
+        return;
+    };
+    if active {
+        cnt.active = cnt.active.wrapping_add(1);
+    } else {
+        cnt.inactive = cnt.inactive.wrapping_add(1);
+    }
+    if dest.u_thresh != 0 && cnt.active.wrapping_add(cnt.inactive) >= dest.u_thresh {
+        cnt.flags |= DEST_C_OVERLOAD;
+    }
+}
+
+/// Mirrors `rvs_conn_unbind` (bpf/lib/conn.h).
+pub fn rvs_conn_unbind(maps: &mut Maps, conn: &ConnVal, cflags: u8) {
+    if conn.flags & CONN_F_REPLY != 0 {
+        return;
+    }
+    let id = conn.dest_id;
+    let Some(dest) = maps.rvs_dest.lookup(id) else {
+        return;
+    };
+    if dest.flags & DEST_F_VALID == 0 || dest.dgen != conn.dest_gen {
+        return;
+    }
+    let Some(cnt) = maps.rvs_dest_cnt.lookup_mut(id) else {
+        return;
+    };
+    if cflags & CONN_C_ACTIVE != 0 {
+        cnt.active = cnt.active.wrapping_sub(1);
+    } else {
+        cnt.inactive = cnt.inactive.wrapping_sub(1);
+    }
+    let total = cnt.active.wrapping_add(cnt.inactive);
+    if dest.l_thresh != 0 {
+        if total < dest.l_thresh {
+            cnt.flags &= !DEST_C_OVERLOAD;
+        }
+    } else if dest.u_thresh != 0 {
+        // u32 arithmetic, as the C.
+        if total.wrapping_mul(4) < dest.u_thresh.wrapping_mul(3) {
+            cnt.flags &= !DEST_C_OVERLOAD;
+        }
+    } else if cnt.flags & DEST_C_OVERLOAD != 0 {
+        cnt.flags &= !DEST_C_OVERLOAD;
+    }
+}
+
+/// Mirrors `rvs_conn_claim` (bpf/lib/conn.h).
+pub fn rvs_conn_claim(maps: &mut Maps, conn: &mut ConnVal, w: u32, now_ns: u64) -> bool {
+    let dead = w | (u32::from(CONN_C_DEAD) << 16);
+    if rvs_conn_w_cflags(w) & CONN_C_DEAD != 0 {
+        return false;
+    }
+    if !rvs_conn_word_cas(conn, w, dead) {
+        return false;
+    }
+    rvs_conn_unbind(maps, conn, rvs_conn_w_cflags(w));
+    conn.last_ns = now_ns;
+    true
+}
 
 /// Mirrors `rvs_conn_key_of` (bpf/lib/conn.h).
 pub fn rvs_conn_key_of(pkt: &Pkt) -> ConnKey {
@@ -124,9 +261,9 @@ pub fn rvs_conn_is_new(pkt: &Pkt) -> bool {
     pkt.tcp_flags & (tcp::SYN | tcp::RST) == tcp::SYN
 }
 
-/// Mirrors `rvs_conn_lookup` (bpf/lib/conn.h). Marks the entry used, as the kernel's LRU does.
+/// Mirrors `rvs_conn_lookup` (bpf/lib/conn.h).
 pub fn rvs_conn_lookup<'m>(maps: &'m mut Maps, key: &ConnKey) -> Option<&'m mut ConnVal> {
-    maps.rvs_conn.lookup(key)
+    maps.rvs_conn.lookup_mut(key)
 }
 
 /// Mirrors `rvs_conn_dest` (bpf/lib/conn.h).
@@ -135,7 +272,7 @@ pub fn rvs_conn_dest(maps: &Maps, conn: &ConnVal, svc: &SvcVal) -> Option<DestVa
         return None;
     }
     let dest = maps.rvs_dest.lookup(conn.dest_id)?;
-    if dest.flags & DEST_F_VALID == 0 || dest.svc_id != conn.svc_id {
+    if dest.flags & DEST_F_VALID == 0 || dest.svc_id != conn.svc_id || dest.dgen != conn.dest_gen {
         return None;
     }
     Some(dest)
@@ -149,12 +286,54 @@ pub fn rvs_conn_reused(conn: &ConnVal, pkt: &Pkt) -> bool {
     conn.state == TcpState::TimeWait as u8 || conn.state == TcpState::Close as u8
 }
 
-/// Mirrors `rvs_conn_touch` (bpf/lib/conn.h).
-pub fn rvs_conn_touch(conn: &mut ConnVal, pkt: &Pkt, dir: u32, now_ns: u64) {
-    if pkt.proto == IPPROTO_TCP {
-        conn.state = rvs_tcp_next_state(dir, conn.state, pkt.tcp_flags);
+/// Mirrors `rvs_conn_recount` (bpf/lib/conn.h).
+pub fn rvs_conn_recount(maps: &mut Maps, conn: &ConnVal, from: u8, to: u8) {
+    if (from & CONN_C_ACTIVE) == (to & CONN_C_ACTIVE) || conn.flags & CONN_F_REPLY != 0 {
+        return;
     }
+    let id = conn.dest_id;
+    let Some(dest) = maps.rvs_dest.lookup(id) else {
+        return;
+    };
+    if dest.flags & DEST_F_VALID == 0 || dest.dgen != conn.dest_gen {
+        return;
+    }
+    let Some(cnt) = maps.rvs_dest_cnt.lookup_mut(id) else {
+        return;
+    };
+    // __sync_fetch_and_add/sub: wrapping, as the kernel's atomics.
+    if to & CONN_C_ACTIVE != 0 {
+        cnt.active = cnt.active.wrapping_add(1);
+        cnt.inactive = cnt.inactive.wrapping_sub(1);
+    } else {
+        cnt.active = cnt.active.wrapping_sub(1);
+        cnt.inactive = cnt.inactive.wrapping_add(1);
+    }
+}
+
+/// Mirrors `rvs_conn_touch` (bpf/lib/conn.h). The C retries a failed swap; here the swap cannot fail.
+pub fn rvs_conn_touch(maps: &mut Maps, conn: &mut ConnVal, pkt: &Pkt, dir: u32, now_ns: u64) {
     conn.last_ns = now_ns;
+    if pkt.proto != IPPROTO_TCP {
+        return;
+    }
+    let w = rvs_conn_word_read(conn);
+    let mut cf = rvs_conn_w_cflags(w);
+    if cf & CONN_C_DEAD != 0 {
+        return;
+    }
+    let st = rvs_tcp_next_state(dir, rvs_conn_w_state(w), pkt.tcp_flags);
+    if st == rvs_conn_w_state(w) {
+        return;
+    }
+    cf &= !CONN_C_ACTIVE;
+    if rvs_conn_is_active(IPPROTO_TCP, st) {
+        cf |= CONN_C_ACTIVE;
+    }
+    let nw = (w & 0xff00_ff00) | u32::from(st) | (u32::from(cf) << 16);
+    if rvs_conn_word_cas(conn, w, nw) {
+        rvs_conn_recount(maps, conn, rvs_conn_w_cflags(w), cf);
+    }
 }
 
 /// Mirrors `rvs_conn_reply_key` (bpf/lib/conn.h).
@@ -198,6 +377,8 @@ pub fn rvs_conn_create(
         svc_id: svc.id,
         created_ns: now_ns,
         last_ns: now_ns,
+        tag: (now_ns >> 20) as u8,
+        dest_gen: dest.dgen,
         ..ConnVal::default()
     };
     if dest.fwd == Fwd::Nat as u8 {
@@ -221,9 +402,14 @@ pub fn rvs_conn_create(
     } else {
         TcpState::UdpNormal as u8
     };
+    if rvs_conn_is_active(pkt.proto, val.state) {
+        val.cflags = CONN_C_ACTIVE;
+    }
     maps.rvs_conn
         .update(*key, val, BPF_ANY)
-        .map_err(|_| DropReason::ConnFull)
+        .map_err(|_| DropReason::ConnFull)?;
+    rvs_conn_bind(maps, dest_id, dest, val.cflags & CONN_C_ACTIVE != 0);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -320,6 +506,147 @@ mod tests {
             proto: 17,
             ..Default::default()
         }));
+    }
+
+    fn dest_maps(u: u32, l: u32) -> (Maps, DestVal) {
+        let mut m = Maps::new(16);
+        let d = DestVal {
+            flags: DEST_F_VALID,
+            svc_id: 1,
+            u_thresh: u,
+            l_thresh: l,
+            ..Default::default()
+        };
+        m.rvs_dest.update(3, d, BPF_ANY).unwrap();
+        (m, d)
+    }
+
+    fn conn3() -> ConnVal {
+        ConnVal {
+            dest_id: 3,
+            svc_id: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn word_is_state_flags_cflags_tag_little_endian() {
+        let c = ConnVal {
+            state: 1,
+            flags: 2,
+            cflags: 3,
+            tag: 4,
+            ..Default::default()
+        };
+        use zerocopy::IntoBytes;
+        let w = rvs_conn_word(&c);
+        assert_eq!(w.to_le_bytes(), c.as_bytes()[24..28]);
+        let mut d = c;
+        assert!(!rvs_conn_word_cas(&mut d, w ^ 1, 0));
+        assert!(rvs_conn_word_cas(&mut d, w, rvs_conn_w(5, 6, 7, 8)));
+        assert_eq!((d.state, d.flags, d.cflags, d.tag), (5, 6, 7, 8));
+    }
+
+    #[test]
+    fn overload_set_at_upper_cleared_by_lower_or_three_quarters() {
+        // -x 4: set at 4; 3 left keeps it (12 < 12 is false), 2 left clears it.
+        let (mut m, d) = dest_maps(4, 0);
+        for _ in 0..4 {
+            rvs_conn_bind(&mut m, 3, &d, true);
+        }
+        assert_ne!(m.rvs_dest_cnt.lookup(3).unwrap().flags & DEST_C_OVERLOAD, 0);
+        let active = ConnVal {
+            cflags: CONN_C_ACTIVE,
+            ..conn3()
+        };
+        rvs_conn_unbind(&mut m, &active, CONN_C_ACTIVE);
+        assert_ne!(m.rvs_dest_cnt.lookup(3).unwrap().flags & DEST_C_OVERLOAD, 0);
+        rvs_conn_unbind(&mut m, &active, CONN_C_ACTIVE);
+        assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap().flags, 0);
+        // -x 3 -y 2: cleared only below 2.
+        let (mut m, d) = dest_maps(3, 2);
+        for _ in 0..3 {
+            rvs_conn_bind(&mut m, 3, &d, false);
+        }
+        rvs_conn_unbind(&mut m, &conn3(), 0);
+        assert_ne!(m.rvs_dest_cnt.lookup(3).unwrap().flags & DEST_C_OVERLOAD, 0);
+        rvs_conn_unbind(&mut m, &conn3(), 0);
+        assert_eq!(
+            m.rvs_dest_cnt.lookup(3).unwrap(),
+            DestCnt {
+                inactive: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn claim_counts_out_once_and_only_for_the_same_generation() {
+        let (mut m, d) = dest_maps(0, 0);
+        rvs_conn_bind(&mut m, 3, &d, true);
+        rvs_conn_bind(&mut m, 3, &d, true);
+        let mut c = ConnVal {
+            cflags: CONN_C_ACTIVE,
+            ..conn3()
+        };
+        let w = rvs_conn_word_read(&c);
+        assert!(rvs_conn_claim(&mut m, &mut c, w, 9));
+        assert_eq!((c.cflags, c.last_ns), (CONN_C_ACTIVE | CONN_C_DEAD, 9));
+        let w = rvs_conn_word_read(&c);
+        assert!(!rvs_conn_claim(&mut m, &mut c, w, 10));
+        assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap().active, 1);
+        // Another generation of dest 3: its counters are not this connection's.
+        let mut old = ConnVal {
+            cflags: CONN_C_ACTIVE,
+            dest_gen: 1,
+            ..conn3()
+        };
+        let w = rvs_conn_word_read(&old);
+        assert!(rvs_conn_claim(&mut m, &mut old, w, 11));
+        assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap().active, 1);
+    }
+
+    #[test]
+    fn touch_moves_the_count_with_the_class_and_leaves_dead_entries() {
+        let (mut m, d) = dest_maps(0, 0);
+        rvs_conn_bind(&mut m, 3, &d, true);
+        let fin = Pkt {
+            proto: IPPROTO_TCP,
+            tcp_flags: FIN | ACK,
+            ..Default::default()
+        };
+        let mut c = ConnVal {
+            state: TcpState::Established as u8,
+            cflags: CONN_C_ACTIVE,
+            ..conn3()
+        };
+        rvs_conn_touch(&mut m, &mut c, &fin, RVS_TCP_DIR_INPUT_ONLY, 5);
+        assert_eq!((c.state, c.cflags), (TcpState::FinWait as u8, 0));
+        let cnt = m.rvs_dest_cnt.lookup(3).unwrap();
+        assert_eq!((cnt.active, cnt.inactive), (0, 1));
+        let mut dead = ConnVal {
+            state: TcpState::Established as u8,
+            cflags: CONN_C_ACTIVE | CONN_C_DEAD,
+            ..conn3()
+        };
+        rvs_conn_touch(&mut m, &mut dead, &fin, RVS_TCP_DIR_INPUT_ONLY, 6);
+        assert_eq!((dead.state, dead.last_ns), (TcpState::Established as u8, 6));
+        assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap(), cnt);
+    }
+
+    #[test]
+    fn expired_by_the_state_slot_never_without_timeouts_or_behind() {
+        let mut m = Maps::new(16);
+        let st = TcpState::SynRecv as u8;
+        assert!(!rvs_conn_expired(&m, st, 0, u64::MAX));
+        let mut t = rvs_abi::Timeouts::default();
+        t.s[st as usize] = 60;
+        m.rvs_timeouts.update(0, t, BPF_ANY).unwrap();
+        assert!(!rvs_conn_expired(&m, st, 10, 10 + 60_000_000_000 - 1));
+        assert!(rvs_conn_expired(&m, st, 10, 10 + 60_000_000_000));
+        assert!(!rvs_conn_expired(&m, st, 100, 50), "last_ns ahead of now");
+        assert!(!rvs_conn_expired(&m, TcpState::Established as u8, 0, u64::MAX));
+        assert!(!rvs_conn_expired(&m, 200, 0, u64::MAX));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | bpf/lib/svc.h | [`svc`] |
 //! | bpf/lib/conn.h | [`conn`] |
 //! | bpf/lib/sched.h | [`sched`] |
+//! | bpf/lib/expire.h | [`expire`] |
 //! | bpf/lib/dr.h | [`fwd::dr`] |
 //! | bpf/lib/fib.h | [`fwd::fib`] |
 //! | bpf/lib/nat.h | [`fwd::nat`] |
@@ -25,6 +26,7 @@ pub mod conn;
 pub mod csum;
 pub mod decap;
 pub mod env;
+pub mod expire;
 pub mod frame;
 pub mod fwd;
 pub mod maps;
@@ -38,4 +40,4 @@ pub mod xdp;
 pub use env::Env;
 pub use frame::{Frame, XdpAction};
 pub use maps::Maps;
-pub use xdp::{Verdict, rvs_xdp_ingress};
+pub use xdp::{Verdict, rvs_xdp_expire, rvs_xdp_ingress};

@@ -1,13 +1,13 @@
 //! The maps of bpf/include/rvs_maps.h, one field per map with the map's name, with the kernel's
 //! semantics that the program can observe: `max_entries`, `BPF_NOEXIST`/`BPF_EXIST`, arrays that always
-//! hold (zeroed) values, LRU eviction when full, per-CPU slots selected by the CPU.
+//! hold (zeroed) values, a full hash refusing new keys, per-CPU slots selected by the CPU.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use rvs_abi::{
-    Cfg, ConnKey, ConnVal, DROP_MAX, DestVal, MAX_DEST, MAX_SVC, MAX_TX_PORTS, MapOp, SCHED_SLOTS, Stats,
-    SvcKey, SvcState, SvcVal,
+    Cfg, ConnKey, ConnVal, DROP_MAX, DestCnt, DestVal, MAX_DEST, MAX_SVC, MAX_TX_PORTS, MapOp, SCHED_SLOTS,
+    Stats, SvcKey, SvcState, SvcVal, Timeouts,
 };
 
 /// `BPF_ANY`: create or replace.
@@ -105,6 +105,10 @@ impl<K: Eq + Hash + Copy, V: Copy> HashMapBpf<K, V> {
     pub fn lookup(&self, key: &K) -> Option<&V> {
         self.entries.get(key)
     }
+    /// `bpf_map_lookup_elem` for writing through the returned pointer.
+    pub fn lookup_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key)
+    }
     /// `bpf_map_update_elem`.
     ///
     /// # Errors
@@ -131,90 +135,6 @@ impl<K: Eq + Hash + Copy, V: Copy> HashMapBpf<K, V> {
     /// Every entry, in no particular order (as a kernel map dump).
     pub fn entries(&self) -> Vec<(K, V)> {
         self.entries.iter().map(|(k, v)| (*k, *v)).collect()
-    }
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-    /// `max_entries`.
-    pub fn max_entries(&self) -> u32 {
-        self.max_entries
-    }
-}
-
-/// `BPF_MAP_TYPE_LRU_HASH`. When full, an insert evicts the least recently used entry (a lookup or an
-/// update counts as a use). The kernel's LRU is approximate (per-CPU free lists, reference bits), so which
-/// entry goes is not part of the contract: tests size the map so that it never has to evict.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LruHashMap<K: Eq + Hash, V> {
-    max_entries: u32,
-    entries: HashMap<K, (V, u64)>,
-    tick: u64,
-}
-
-impl<K: Eq + Hash + Copy, V: Copy> LruHashMap<K, V> {
-    /// An empty map of `max_entries` entries.
-    pub fn new(max_entries: u32) -> Self {
-        LruHashMap {
-            max_entries,
-            entries: HashMap::new(),
-            tick: 0,
-        }
-    }
-    /// `bpf_map_lookup_elem`: marks the entry used.
-    pub fn lookup(&mut self, key: &K) -> Option<&mut V> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.entries.get_mut(key).map(|(v, t)| {
-            *t = tick;
-            v
-        })
-    }
-    /// Writable lookup without marking the entry used: the model's stand-in for writing through the
-    /// pointer an earlier `lookup` returned.
-    pub fn peek_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.entries.get_mut(key).map(|(v, _)| v)
-    }
-    /// Lookup without marking the entry used (what a user-space dump does).
-    pub fn peek(&self, key: &K) -> Option<&V> {
-        self.entries.get(key).map(|(v, _)| v)
-    }
-    /// `bpf_map_update_elem`; evicts the least recently used entry to make room.
-    ///
-    /// # Errors
-    /// `Exists`/`NotFound` for `BPF_NOEXIST`/`BPF_EXIST`.
-    pub fn update(&mut self, key: K, val: V, flags: u64) -> Result<(), MapError> {
-        check_flags(flags)?;
-        let present = self.entries.contains_key(&key);
-        match (flags, present) {
-            (BPF_NOEXIST, true) => return Err(MapError::Exists),
-            (BPF_EXIST, false) => return Err(MapError::NotFound),
-            _ => {}
-        }
-        if !present && self.entries.len() >= self.max_entries as usize {
-            let oldest = self.entries.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.entries.remove(&k);
-            }
-        }
-        self.tick += 1;
-        self.entries.insert(key, (val, self.tick));
-        Ok(())
-    }
-    /// `bpf_map_delete_elem`.
-    ///
-    /// # Errors
-    /// `NotFound` when absent.
-    pub fn delete(&mut self, key: &K) -> Result<(), MapError> {
-        self.entries.remove(key).map(|_| ()).ok_or(MapError::NotFound)
-    }
-    /// Every entry, in no particular order (as a kernel map dump).
-    pub fn entries(&self) -> Vec<(K, V)> {
-        self.entries.iter().map(|(k, (v, _))| (*k, *v)).collect()
     }
     /// Number of entries.
     pub fn len(&self) -> usize {
@@ -344,8 +264,12 @@ pub struct Maps {
     pub rvs_sched: ArrayMap<u32>,
     /// Per-service scheduler cursor.
     pub rvs_svc_st: ArrayMap<SvcState>,
-    /// Connections.
-    pub rvs_conn: LruHashMap<ConnKey, ConnVal>,
+    /// Connections and NAT reply entries (a plain hash: a full table refuses new connections).
+    pub rvs_conn: HashMapBpf<ConnKey, ConnVal>,
+    /// Active, inactive and persistent connections and overload, per dest id.
+    pub rvs_dest_cnt: ArrayMap<DestCnt>,
+    /// Timeouts by state (`rvs_timeouts[0]`).
+    pub rvs_timeouts: ArrayMap<Timeouts>,
     /// Per-CPU counters per service id.
     pub rvs_svc_stats: PerCpuArrayMap<Stats>,
     /// Per-CPU counters per dest id.
@@ -369,7 +293,9 @@ impl Maps {
             rvs_dest: ArrayMap::new(MAX_DEST),
             rvs_sched: ArrayMap::new(SCHED_SLOTS),
             rvs_svc_st: ArrayMap::new(MAX_SVC),
-            rvs_conn: LruHashMap::new(conn_max),
+            rvs_conn: HashMapBpf::new(conn_max),
+            rvs_dest_cnt: ArrayMap::new(MAX_DEST),
+            rvs_timeouts: ArrayMap::new(1),
             rvs_svc_stats: PerCpuArrayMap::new(MAX_SVC),
             rvs_dest_stats: PerCpuArrayMap::new(MAX_DEST),
             rvs_drops: PerCpuArrayMap::new(DROP_MAX),
@@ -406,6 +332,8 @@ impl Maps {
             MapOp::SvcStatsClear { id } => self.rvs_svc_stats.clear(id),
             MapOp::DestStatsClear { id } => self.rvs_dest_stats.clear(id),
             MapOp::CfgSet { val } => self.rvs_cfg.update(0, val, BPF_ANY),
+            MapOp::DestCntClear { id } => self.rvs_dest_cnt.update(id, DestCnt::default(), BPF_ANY),
+            MapOp::TimeoutsSet { val } => self.rvs_timeouts.update(0, val, BPF_ANY),
         }
     }
 }
@@ -429,18 +357,6 @@ mod tests {
         assert_eq!(e, vec![(1, 11), (2, 21)]);
         assert_eq!(m.delete(&3), Err(MapError::NotFound));
         assert_eq!(m.update(3, 30, 4), Err(MapError::Invalid));
-    }
-
-    #[test]
-    fn lru_evicts_least_recently_used() {
-        let mut m = LruHashMap::<u32, u32>::new(2);
-        m.update(1, 10, BPF_ANY).unwrap();
-        m.update(2, 20, BPF_ANY).unwrap();
-        assert!(m.lookup(&1).is_some());
-        m.update(3, 30, BPF_ANY).unwrap();
-        let mut e = m.entries();
-        e.sort();
-        assert_eq!(e, vec![(1, 10), (3, 30)]);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Scheduler execution: walks the cyclic table (rr, wrr) or indexes the lookup table (sh, dh, mh) that
-//! rvs-core::sched computes. Mirrors bpf/lib/sched.h.
+//! rvs-core::sched computes, or scans the service's real servers and their counters (lc, wlc, sed, nq,
+//! fo, ovf, twos). Mirrors bpf/lib/sched.h.
 
 use rvs_abi::{
     Addr, DEST_F_VALID, DestVal, DropReason, Family, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcVal,
 };
 
+use crate::conn::rvs_conn_overloaded;
+use crate::env::{Env, rvs_prandom};
 use crate::maps::Maps;
 use crate::parse::Pkt;
 
@@ -93,6 +96,16 @@ pub fn rvs_sched_index(maps: &mut Maps, svc: &SvcVal, pkt: &Pkt, len: u32) -> Re
     Ok((pos % u64::from(len)) as u32)
 }
 
+/// Mirrors `rvs_sched_overloaded` (bpf/lib/sched.h).
+pub fn rvs_sched_overloaded(maps: &Maps, id: u32, d_val: &DestVal) -> bool {
+    if d_val.u_thresh == 0 {
+        return false;
+    }
+    maps.rvs_dest_cnt
+        .lookup(id)
+        .is_some_and(|cnt| rvs_conn_overloaded(d_val, &cnt))
+}
+
 /// Mirrors `rvs_sched_dest` (bpf/lib/sched.h).
 pub fn rvs_sched_dest(maps: &Maps, svc: &SvcVal, id: u32) -> Option<DestVal> {
     let d = maps.rvs_dest.lookup(id)?;
@@ -102,7 +115,171 @@ pub fn rvs_sched_dest(maps: &Maps, svc: &SvcVal, id: u32) -> Option<DestVal> {
     if svc.flags & SVC_F_SCHED_FALLBACK != 0 && d.weight == 0 {
         return None;
     }
+    if rvs_sched_overloaded(maps, id, &d) {
+        return None;
+    }
     Some(d)
+}
+
+/// State of one scan of a count-driven scheduler. Mirrors `struct rvs_sched_scan`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SchedScan {
+    /// A choice was made.
+    pub found: bool,
+    /// The choice (or twos' first).
+    pub id: u32,
+    /// Its overhead.
+    pub loh: u64,
+    /// Its weight.
+    pub lw: u64,
+    /// twos: sum of the candidates' weights.
+    pub total: u64,
+    /// twos: the first random weight, counted down.
+    pub r1: i64,
+    /// twos: the second random weight, counted down.
+    pub r2: i64,
+    /// twos: second choice made.
+    pub found2: bool,
+    /// twos: the second choice.
+    pub id2: u32,
+    /// twos: its overhead.
+    pub oh2: u64,
+    /// twos: its weight.
+    pub w2: u64,
+}
+
+/// A candidate's id, weight, active and inactive counts.
+struct Candidate {
+    id: u32,
+    w: u64,
+    act: u64,
+    inact: u64,
+}
+
+/// Mirrors `rvs_sched_candidate` (bpf/lib/sched.h).
+fn rvs_sched_candidate(maps: &Maps, svc: &SvcVal, i: u64) -> Option<Candidate> {
+    let slot = svc.sched_base.wrapping_add(i as u32);
+    let id = maps.rvs_sched.lookup(slot)?;
+    let d_val = rvs_sched_dest(maps, svc, id)?;
+    if d_val.weight == 0 {
+        return None;
+    }
+    let cnt = maps.rvs_dest_cnt.lookup(id)?;
+    Some(Candidate {
+        id,
+        w: u64::from(d_val.weight),
+        act: u64::from(cnt.active),
+        inact: u64::from(cnt.inactive),
+    })
+}
+
+/// Mirrors `rvs_sched_scan_step` (bpf/lib/sched.h). Returns 1 to stop, as a `bpf_loop` callback.
+fn rvs_sched_scan_step(maps: &Maps, svc: &SvcVal, i: u64, s: &mut SchedScan) -> i64 {
+    let Some(Candidate { id, w, act, inact }) = rvs_sched_candidate(maps, svc, i) else {
+        return 0;
+    };
+    // u64 products: the C's wrap (never reached with 32-bit counts and weights).
+    let wlc_take = |s: &SchedScan, oh: u64| !s.found || s.loh.wrapping_mul(w) > oh.wrapping_mul(s.lw);
+    let (oh, take) = match svc.sched {
+        x if x == Sched::Lc as u32 => {
+            let oh = (act << 8).wrapping_add(inact);
+            (oh, !s.found || oh < s.loh)
+        }
+        x if x == Sched::Wlc as u32 => {
+            let oh = (act << 8).wrapping_add(inact);
+            (oh, wlc_take(s, oh))
+        }
+        x if x == Sched::Nq as u32 => {
+            let oh = act + 1;
+            if act == 0 {
+                s.found = true;
+                s.id = id;
+                return 1;
+            }
+            (oh, wlc_take(s, oh))
+        }
+        x if x == Sched::Sed as u32 => {
+            let oh = act + 1;
+            (oh, wlc_take(s, oh))
+        }
+        x if x == Sched::Fo as u32 => (0, w > s.lw),
+        x if x == Sched::Ovf as u32 => (0, act <= w && (!s.found || w > s.lw)),
+        _ => return 1,
+    };
+    if take {
+        s.found = true;
+        s.id = id;
+        s.loh = oh;
+        s.lw = w;
+    }
+    0
+}
+
+/// Mirrors `rvs_sched_twos_sum` (bpf/lib/sched.h).
+fn rvs_sched_twos_sum(maps: &Maps, svc: &SvcVal, i: u64, s: &mut SchedScan) -> i64 {
+    if let Some(c) = rvs_sched_candidate(maps, svc, i) {
+        s.total = s.total.wrapping_add(c.w);
+        s.found = true;
+        s.id = c.id;
+    }
+    0
+}
+
+/// Mirrors `rvs_sched_twos_pick` (bpf/lib/sched.h).
+fn rvs_sched_twos_pick(maps: &Maps, svc: &SvcVal, i: u64, s: &mut SchedScan) -> i64 {
+    let Some(Candidate { id, w, act, inact }) = rvs_sched_candidate(maps, svc, i) else {
+        return 0;
+    };
+    s.r1 = s.r1.wrapping_sub(w as i64);
+    s.r2 = s.r2.wrapping_sub(w as i64);
+    if s.r1 <= 0 && !s.found {
+        s.found = true;
+        s.id = id;
+        s.lw = w;
+        s.loh = (act << 8).wrapping_add(inact);
+    }
+    if s.r2 <= 0 && !s.found2 {
+        s.found2 = true;
+        s.id2 = id;
+        s.w2 = w;
+        s.oh2 = (act << 8).wrapping_add(inact);
+    }
+    i64::from(s.found && s.found2)
+}
+
+/// `bpf_loop(n, cb, s, 0)`: calls `cb` for 0..n until it returns 1.
+fn bpf_loop(n: u32, mut cb: impl FnMut(u64) -> i64) {
+    for i in 0..u64::from(n) {
+        if cb(i) == 1 {
+            break;
+        }
+    }
+}
+
+/// Mirrors `rvs_sched_scan` (bpf/lib/sched.h). twos draws `rvs_prandom()` twice.
+pub fn rvs_sched_scan(maps: &Maps, env: &Env, svc: &SvcVal) -> Result<u32, DropReason> {
+    let mut s = SchedScan::default();
+    if svc.sched != Sched::Twos as u32 {
+        bpf_loop(svc.sched_len, |i| rvs_sched_scan_step(maps, svc, i, &mut s));
+        if !s.found {
+            return Err(DropReason::NoDest);
+        }
+        return Ok(s.id);
+    }
+    bpf_loop(svc.sched_len, |i| rvs_sched_twos_sum(maps, svc, i, &mut s));
+    if !s.found {
+        return Err(DropReason::NoDest);
+    }
+    // Random weights in [0, total]: IPVS adds 1 to the total before drawing below it.
+    let total = s.total.wrapping_add(1);
+    s.r1 = (u64::from(rvs_prandom(env)) % total) as i64;
+    s.r2 = (u64::from(rvs_prandom(env)) % total) as i64;
+    s.found = false;
+    bpf_loop(svc.sched_len, |i| rvs_sched_twos_pick(maps, svc, i, &mut s));
+    if s.found2 && s.w2.wrapping_mul(s.loh) > s.lw.wrapping_mul(s.oh2) {
+        s.id = s.id2;
+    }
+    Ok(s.id)
 }
 
 /// State of one `ip_vs_mh_get_fallback` probe sequence. Mirrors `struct rvs_mh_probe`.
@@ -133,11 +310,52 @@ fn rvs_sched_mh_probe(maps: &Maps, k: u64, p: &mut MhProbe<'_>) -> i64 {
     }
 }
 
+/// State of an rr/wrr walk past unusable slots. Mirrors `struct rvs_rr_probe`.
+struct RrProbe<'a> {
+    svc: &'a SvcVal,
+    found: Option<(u32, DestVal)>,
+}
+
+/// Mirrors `rvs_sched_rr_probe` (bpf/lib/sched.h). Returns 1 to stop, as a `bpf_loop` callback.
+fn rvs_sched_rr_probe(maps: &mut Maps, _k: u64, p: &mut RrProbe<'_>) -> i64 {
+    let len = p.svc.sched_len;
+    let Some(st) = maps.rvs_svc_st.lookup_mut(p.svc.id) else {
+        return 1;
+    };
+    if len == 0 {
+        return 1;
+    }
+    // __sync_fetch_and_add, as rvs_sched_index.
+    let pos = st.pos;
+    st.pos = st.pos.wrapping_add(1);
+    let slot = p.svc.sched_base.wrapping_add((pos % u64::from(len)) as u32);
+    let Some(id) = maps.rvs_sched.lookup(slot) else {
+        return 1;
+    };
+    match rvs_sched_dest(maps, p.svc, id) {
+        Some(d) => {
+            p.found = Some((id, d));
+            1
+        }
+        None => 0,
+    }
+}
+
 /// Mirrors `rvs_sched_pick` (bpf/lib/sched.h). `Ok((dest_id, dest))` or the drop reason.
-pub fn rvs_sched_pick(maps: &mut Maps, svc: &SvcVal, pkt: &Pkt) -> Result<(u32, DestVal), DropReason> {
+pub fn rvs_sched_pick(
+    maps: &mut Maps,
+    env: &Env,
+    svc: &SvcVal,
+    pkt: &Pkt,
+) -> Result<(u32, DestVal), DropReason> {
     let len = svc.sched_len;
     if len == 0 {
         return Err(DropReason::NoDest);
+    }
+    if svc.sched >= Sched::Lc as u32 {
+        let id = rvs_sched_scan(maps, env, svc)?;
+        let d = rvs_sched_dest(maps, svc, id).ok_or(DropReason::NoDest)?;
+        return Ok((id, d));
     }
     let index = rvs_sched_index(maps, svc, pkt, len)?;
     let slot = svc.sched_base.wrapping_add(index);
@@ -158,6 +376,16 @@ pub fn rvs_sched_pick(maps: &mut Maps, svc: &SvcVal, pkt: &Pkt) -> Result<(u32, 
         // bpf_loop(len, ...): at most len probes, stopping when the callback returns 1.
         for k in 0..u64::from(len) {
             if rvs_sched_mh_probe(maps, k, &mut p) == 1 {
+                break;
+            }
+        }
+        return p.found.ok_or(DropReason::NoDest);
+    }
+    if svc.sched == Sched::Rr as u32 || svc.sched == Sched::Wrr as u32 {
+        let mut p = RrProbe { svc, found: None };
+        // bpf_loop(len - 1, ...): the slot already tried was the first of len.
+        for k in 0..u64::from(len - 1) {
+            if rvs_sched_rr_probe(maps, k, &mut p) == 1 {
                 break;
             }
         }
@@ -201,9 +429,86 @@ mod tests {
             ..Default::default()
         };
         let picks: Vec<u32> = (0..5)
-            .map(|_| rvs_sched_pick(&mut m, &svc, &Pkt::default()).unwrap().0)
+            .map(|_| {
+                rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default())
+                    .unwrap()
+                    .0
+            })
             .collect();
         assert_eq!(picks, [8, 9, 7, 8, 9]);
+    }
+
+    /// Service 1 scanning dests 7, 8, 9 (table order) of `weights` under `sched`, with counters.
+    fn counted(sched: Sched, weights: [u32; 3], counts: [(u32, u32); 3]) -> (Maps, SvcVal) {
+        let mut m = Maps::new(16);
+        for (i, d) in [7u32, 8, 9].into_iter().enumerate() {
+            let val = DestVal {
+                weight: weights[i],
+                ..dest(1)
+            };
+            m.apply(&[
+                MapOp::DestSet { id: d, val },
+                MapOp::SchedSet {
+                    slot: i as u32,
+                    dest_id: d,
+                },
+            ])
+            .unwrap();
+            let c = m.rvs_dest_cnt.lookup_mut(d).unwrap();
+            (c.active, c.inactive) = counts[i];
+        }
+        let svc = SvcVal {
+            id: 1,
+            sched: sched as u32,
+            sched_base: 0,
+            sched_len: 3,
+            ..Default::default()
+        };
+        (m, svc)
+    }
+
+    fn pick(
+        sched: Sched,
+        weights: [u32; 3],
+        counts: [(u32, u32); 3],
+        prandom: u32,
+    ) -> Result<u32, DropReason> {
+        let (mut m, svc) = counted(sched, weights, counts);
+        let env = Env {
+            prandom,
+            ..Env::default()
+        };
+        rvs_sched_pick(&mut m, &env, &svc, &Pkt::default()).map(|(id, _)| id)
+    }
+
+    #[test]
+    fn count_driven_choices_follow_ipvs() {
+        use Sched::*;
+        let z = (0, 0);
+        assert_eq!(pick(Lc, [1, 1, 1], [(0, 5), (0, 5), (1, 0)], 0), Ok(7));
+        assert_eq!(pick(Lc, [0, 1, 1], [z, (0, 5), (0, 4)], 0), Ok(9));
+        // wlc: 7 (256/1) vs 8 (512/2): equal, the first stays.
+        assert_eq!(pick(Wlc, [1, 2, 1], [(1, 0), (2, 0), (1, 1)], 0), Ok(7));
+        assert_eq!(pick(Sed, [1, 3, 1], [(1, 0), (2, 0), (1, 0)], 0), Ok(8));
+        assert_eq!(pick(Nq, [1, 1, 1], [(1, 0), (0, 9), z], 0), Ok(8));
+        assert_eq!(pick(Fo, [1, 5, 5], [z, z, z], 0), Ok(8));
+        assert_eq!(pick(Ovf, [1, 5, 3], [z, (6, 0), (3, 0)], 0), Ok(9));
+        // twos: total 1 + 2 + 3 + 1 = 7; r = 3: 3 - 1 - 2 = 0 at 8.
+        assert_eq!(pick(Twos, [1, 2, 3], [z, z, z], 3), Ok(8));
+        assert_eq!(pick(Lc, [0, 0, 0], [z, z, z], 0), Err(DropReason::NoDest));
+    }
+
+    #[test]
+    fn overloaded_dests_are_skipped_only_while_u_thresh_is_set() {
+        let (mut m, svc) = counted(Sched::Rr, [1, 1, 1], [(0, 0); 3]);
+        m.rvs_dest_cnt.lookup_mut(7).unwrap().flags = rvs_abi::DEST_C_OVERLOAD;
+        assert!(rvs_sched_dest(&m, &svc, 7).is_some(), "flag without -x");
+        m.rvs_dest.lookup_mut(7).unwrap().u_thresh = 1;
+        assert!(rvs_sched_dest(&m, &svc, 7).is_none());
+        // rr: slot 0 (7) overloaded, the probe moves on to 8; the cursor passed both.
+        let got = rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default());
+        assert_eq!(got.map(|(id, _)| id), Ok(8));
+        assert_eq!(m.rvs_svc_st.lookup(1).unwrap().pos, 2);
     }
 
     #[test]
@@ -230,13 +535,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            rvs_sched_pick(&mut m, &svc, &Pkt::default()),
+            rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default()),
             Err(DropReason::NoDest)
         );
         m.apply(&[MapOp::DestSet { id: 0, val: dest(2) }]).unwrap();
         let svc = SvcVal { sched_len: 1, ..svc };
         assert_eq!(
-            rvs_sched_pick(&mut m, &svc, &Pkt::default()),
+            rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default()),
             Err(DropReason::NoDest)
         );
         assert_eq!(m.rvs_svc_st.lookup(1).unwrap().pos, 1, "the cursor moved anyway");

@@ -1,12 +1,17 @@
 //! The director's packet path. Mirrors bpf/rvs_xdp.c.
 
-use rvs_abi::{CONN_F_REPLY, DestVal, DropReason, Fwd, SvcVal};
+use rvs_abi::{
+    CONN_C_DEAD, CONN_F_REPLY, ConnKey, DestVal, DropReason, EXPIRE_BATCH, ExpireHdr, Fwd, SvcVal,
+};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::conn::{
-    RVS_TCP_DIR_OUTPUT, rvs_conn_client_key, rvs_conn_create, rvs_conn_dest, rvs_conn_is_new,
-    rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused, rvs_conn_touch, rvs_tcp_dir_in,
+    RVS_TCP_DIR_OUTPUT, rvs_conn_claim, rvs_conn_client_key, rvs_conn_create, rvs_conn_dest,
+    rvs_conn_expired, rvs_conn_is_new, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused, rvs_conn_touch,
+    rvs_conn_w_cflags, rvs_conn_w_state, rvs_conn_word_read, rvs_tcp_dir_in,
 };
 use crate::env::{Env, rvs_cpu, rvs_now_ns};
+use crate::expire::rvs_expire_one;
 use crate::frame::{Frame, XdpAction};
 use crate::fwd::dr::rvs_dr_xmit;
 use crate::fwd::nat::{rvs_nat_enabled, rvs_nat_from_dest, rvs_nat_reply_xmit, rvs_nat_xmit};
@@ -15,6 +20,7 @@ use crate::parse::{Pkt, parse_all};
 use crate::sched::rvs_sched_pick;
 use crate::stats::{rvs_stats_conn, rvs_stats_drop, rvs_stats_in, rvs_stats_out};
 use crate::svc::rvs_svc_lookup;
+use crate::wire::ipv4::IPPROTO_TCP;
 
 /// What every stage of the packet path returns. Mirrors the int convention of bpf/lib/verdict.h:
 /// `RVS_OK` (0), an XDP action (> 0), or `-RVS_DROP_*` (< 0).
@@ -31,32 +37,68 @@ pub enum Verdict {
 /// Mirrors `rvs_xdp_conn` (bpf/rvs_xdp.c). `Ok((dest_id, dest))` or the drop reason.
 pub fn rvs_xdp_conn(
     maps: &mut Maps,
-    cpu: u32,
+    env: &Env,
     pkt: &Pkt,
     svc: &SvcVal,
     now_ns: u64,
 ) -> Result<(u32, DestVal), DropReason> {
     let key = rvs_conn_key_of(pkt);
-    // A copy of the entry; the C writes through the map's pointer, here `peek_mut` writes it back.
+    let mut claimed = false;
+    // A copy of the entry; the C writes through the map's pointer, here the copy is written back.
     let conn = rvs_conn_lookup(maps, &key).copied();
+    // A reply entry under a client's tuple (a client using a real server's address and port toward a
+    // virtual address that is another connection's client) is no connection of this packet.
     if let Some(mut conn) = conn
         && conn.flags & CONN_F_REPLY == 0
-        && !rvs_conn_reused(&conn, pkt)
-        && let Some(dest) = rvs_conn_dest(maps, &conn, svc)
     {
-        let dir = rvs_tcp_dir_in(conn.flags);
-        rvs_conn_touch(&mut conn, pkt, dir, now_ns);
-        if let Some(slot) = maps.rvs_conn.peek_mut(&key) {
+        let w = rvs_conn_word_read(&conn);
+        if rvs_conn_w_cflags(w) & CONN_C_DEAD != 0 {
+            return Err(DropReason::ConnBusy);
+        }
+        let mut dest = None;
+        if !rvs_conn_expired(maps, rvs_conn_w_state(w), conn.last_ns, now_ns) && !rvs_conn_reused(&conn, pkt)
+        {
+            dest = rvs_conn_dest(maps, &conn, svc);
+        }
+        // IPVS with expire_nodest_conn (on in rvs): a new SYN to a quiesced real server is scheduled
+        // afresh.
+        if dest.is_some_and(|d| d.weight == 0) && pkt.proto == IPPROTO_TCP && rvs_conn_is_new(pkt) {
+            dest = None;
+        }
+        if let Some(dest) = dest {
+            let dir = rvs_tcp_dir_in(conn.flags);
+            rvs_conn_touch(maps, &mut conn, pkt, dir, now_ns);
+            if let Some(slot) = maps.rvs_conn.lookup_mut(&key) {
+                *slot = conn;
+            }
+            return Ok((conn.dest_id, dest));
+        }
+        let won = rvs_conn_claim(maps, &mut conn, w, now_ns);
+        if let Some(slot) = maps.rvs_conn.lookup_mut(&key) {
             *slot = conn;
         }
-        return Ok((conn.dest_id, dest));
+        if !won {
+            return Err(DropReason::ConnBusy);
+        }
+        claimed = true;
     }
-    if !rvs_conn_is_new(pkt) {
-        return Err(DropReason::NotSyn);
+    let mut ret = Err(DropReason::NotSyn);
+    if rvs_conn_is_new(pkt) {
+        ret = rvs_sched_pick(maps, env, svc, pkt);
     }
-    let (dest_id, dest) = rvs_sched_pick(maps, svc, pkt)?;
-    rvs_conn_create(maps, &key, pkt, svc, dest_id, &dest, now_ns)?;
-    rvs_stats_conn(maps, cpu, svc.id, dest_id);
+    if let Ok((dest_id, dest)) = ret {
+        ret = rvs_conn_create(maps, &key, pkt, svc, dest_id, &dest, now_ns).map(|()| (dest_id, dest));
+    }
+    let (dest_id, dest) = match ret {
+        Ok(d) => d,
+        Err(reason) => {
+            if claimed {
+                let _ = maps.rvs_conn.delete(&key);
+            }
+            return Err(reason);
+        }
+    };
+    rvs_stats_conn(maps, rvs_cpu(env), svc.id, dest_id);
     Ok((dest_id, dest))
 }
 
@@ -109,12 +151,18 @@ pub fn rvs_xdp_reply(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pk
         return pass;
     }
     let now_ns = rvs_now_ns(env);
-    rvs_conn_touch(&mut conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
+    let w = rvs_conn_word_read(&conn);
+    if rvs_conn_w_cflags(w) & CONN_C_DEAD != 0
+        || rvs_conn_expired(maps, rvs_conn_w_state(w), conn.last_ns, now_ns)
+    {
+        return pass;
+    }
+    rvs_conn_touch(maps, &mut conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
     // The C writes both entries through the map's pointers; here they are written back.
-    if let Some(slot) = maps.rvs_conn.peek_mut(&key) {
+    if let Some(slot) = maps.rvs_conn.lookup_mut(&key) {
         *slot = conn;
     }
-    if let Some(slot) = maps.rvs_conn.peek_mut(&rkey) {
+    if let Some(slot) = maps.rvs_conn.lookup_mut(&rkey) {
         slot.last_ns = now_ns;
     }
     let ret = rvs_nat_reply_xmit(maps, env, frame, pkt, &vs);
@@ -136,7 +184,7 @@ pub fn rvs_xdp_process(maps: &mut Maps, env: &Env, frame: &mut Frame) -> Verdict
         return rvs_xdp_reply(maps, env, frame, &mut pkt);
     };
     let cpu = rvs_cpu(env);
-    let (dest_id, dest) = match rvs_xdp_conn(maps, cpu, &pkt, &svc, rvs_now_ns(env)) {
+    let (dest_id, dest) = match rvs_xdp_conn(maps, env, &pkt, &svc, rvs_now_ns(env)) {
         Ok(d) => d,
         Err(reason) => return Verdict::Drop(reason),
     };
@@ -157,6 +205,31 @@ pub fn rvs_xdp_ingress(maps: &mut Maps, env: &Env, frame: &mut Frame) -> XdpActi
         // 0, which is XDP_ABORTED.
         Verdict::Ok => XdpAction::Aborted,
     }
+}
+
+/// Mirrors `rvs_xdp_expire` (bpf/rvs_xdp.c): `frame` holds an `ExpireHdr` and up to `EXPIRE_BATCH`
+/// `ConnKey`s; `hdr.deleted` is written back into it.
+pub fn rvs_xdp_expire(maps: &mut Maps, env: &Env, frame: &mut Frame) -> XdpAction {
+    const HDR: usize = size_of::<ExpireHdr>();
+    const KEY: usize = size_of::<ConnKey>();
+    let now_ns = rvs_now_ns(env);
+    let Ok((hdr, _)) = ExpireHdr::read_from_prefix(frame.data()) else {
+        return XdpAction::Aborted;
+    };
+    let n = hdr.nkeys as usize;
+    let mut deleted = 0u32;
+    let mut i = 0;
+    while i < EXPIRE_BATCH && i < n {
+        let off = HDR + i * KEY;
+        let Some(Ok(key)) = frame.data().get(off..off + KEY).map(ConnKey::read_from_bytes) else {
+            break;
+        };
+        deleted += u32::from(rvs_expire_one(maps, &key, now_ns));
+        i += 1;
+    }
+    let out = ExpireHdr { deleted, ..hdr };
+    frame.data_mut()[..HDR].copy_from_slice(out.as_bytes());
+    XdpAction::Pass
 }
 
 #[cfg(test)]

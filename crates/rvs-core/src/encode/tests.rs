@@ -24,6 +24,7 @@ struct Maps {
     svc_st: HashMap<u32, SvcState>,
     svc_stats_cleared: HashSet<u32>,
     dest_stats_cleared: HashSet<u32>,
+    dest_cnt_cleared: HashSet<u32>,
     cfg: Cfg,
 }
 
@@ -93,10 +94,20 @@ impl Maps {
                 if val.flags & DEST_F_VALID != 0 {
                     match self.dest.get(&id) {
                         Some(old) => assert_eq!(old.svc_id, val.svc_id, "a dest moved between services"),
-                        None => assert!(
-                            self.dest_stats_cleared.remove(&id),
-                            "no stats clear before {op:?}"
-                        ),
+                        None => {
+                            assert!(
+                                self.dest_stats_cleared.remove(&id),
+                                "no stats clear before {op:?}"
+                            );
+                            assert!(
+                                self.dest_cnt_cleared.remove(&id),
+                                "no counter clear before {op:?}"
+                            );
+                            assert!(
+                                self.dest.values().all(|d| d.dgen != val.dgen) && val.dgen != 0,
+                                "{op:?}: a new dest needs a generation of its own"
+                            );
+                        }
                     }
                     self.dest.insert(id, val);
                 } else {
@@ -134,6 +145,10 @@ impl Maps {
                 assert_eq!(val._pad, 0);
                 self.cfg = val;
             }
+            MapOp::DestCntClear { id } => {
+                self.dest_cnt_cleared.insert(id);
+            }
+            MapOp::TimeoutsSet { .. } => panic!("the encoder never writes timeouts: {op:?}"),
         }
         // A NAT dest that a table names needs reply lookups on.
         let nat_named = self.regions().any(|(_, b, l)| {
@@ -185,6 +200,11 @@ impl Maps {
                     assert_eq!(val.sched, rvs_abi::Sched::Wrr as u32);
                     sched::wrr_table(&weights)
                 }
+                // Count-driven: every real server, in list order, weight 0 included.
+                "wlc" => {
+                    assert_eq!(val.sched, rvs_abi::Sched::Wlc as u32);
+                    (0..weights.len()).collect()
+                }
                 other => panic!("scheduler {other} in the table"),
             };
             let want: Vec<DestKey> = picks.iter().map(|&i| entry.dests[i].key).collect();
@@ -201,9 +221,10 @@ impl Maps {
                 } else {
                     neigh(d.key.addr)
                 };
+                let dgen = self.dest.get(&id).map_or(0, |v| v.dgen);
                 assert_eq!(
                     self.dest.get(&id),
-                    Some(&expected_dest(d, val.id, n)),
+                    Some(&expected_dest(d, val.id, dgen, n)),
                     "dest {id}"
                 );
             }
@@ -218,7 +239,7 @@ impl Maps {
 }
 
 /// The `DestVal` of a dest, written out field by field (not through the encoder's helper).
-fn expected_dest(d: &Dest, svc_id: u32, n: Option<Neighbor>) -> DestVal {
+fn expected_dest(d: &Dest, svc_id: u32, dgen: u32, n: Option<Neighbor>) -> DestVal {
     let (addr, family) = match d.key.addr {
         IpAddr::V4(a) => (addr_v4(a.octets()), 1),
         IpAddr::V6(a) => (addr_v6(a.octets()), 2),
@@ -249,6 +270,9 @@ fn expected_dest(d: &Dest, svc_id: u32, n: Option<Neighbor>) -> DestVal {
             (FwdMethod::Tunnel, Some(n)) => n.mtu,
             _ => 0,
         },
+        dgen,
+        u_thresh: d.u_threshold,
+        l_thresh: d.l_threshold,
     }
 }
 
@@ -333,19 +357,22 @@ fn nat_wrr_setup_gives_exactly_these_ops() {
         },
         MapOp::SvcStatsClear { id: 0 },
         MapOp::DestStatsClear { id: 0 },
+        MapOp::DestCntClear { id: 0 },
         MapOp::DestSet {
             id: 0,
-            val: expected_dest(&d(2), 0, mac_of(d(2).key.addr)),
+            val: expected_dest(&d(2), 0, 1, mac_of(d(2).key.addr)),
         },
         MapOp::DestStatsClear { id: 1 },
+        MapOp::DestCntClear { id: 1 },
         MapOp::DestSet {
             id: 1,
-            val: expected_dest(&d(1), 0, mac_of(d(1).key.addr)),
+            val: expected_dest(&d(1), 0, 2, mac_of(d(1).key.addr)),
         },
         MapOp::DestStatsClear { id: 2 },
+        MapOp::DestCntClear { id: 2 },
         MapOp::DestSet {
             id: 2,
-            val: expected_dest(&d(0), 0, mac_of(d(0).key.addr)),
+            val: expected_dest(&d(0), 0, 3, mac_of(d(0).key.addr)),
         },
     ];
     for (slot, dest_id) in [2, 1, 0, 0, 1, 0].into_iter().enumerate() {
@@ -650,7 +677,7 @@ fn keys_round_trip() {
         assert_eq!(service_key(&svc_key(&key)), Some(key));
     }
     let d = dest("2001:db8::7", 1);
-    assert_eq!(dest_key(&expected_dest(&d, 0, None)), Some(d.key));
+    assert_eq!(dest_key(&expected_dest(&d, 0, 1, None)), Some(d.key));
 }
 
 /// The table as `-S` then `-R` rebuild it: save order, dests re-added sorted (so listed reversed).
@@ -704,7 +731,7 @@ fn service_keys() -> impl Strategy<Value = ServiceKey> {
 fn services() -> impl Strategy<Value = Service> {
     (
         service_keys(),
-        prop_oneof![3 => Just("rr"), 3 => Just("wrr"), 1 => Just("wlc")],
+        prop_oneof![3 => Just("rr"), 3 => Just("wrr"), 2 => Just("wlc"), 1 => Just("lblcx")],
         any::<bool>(),
     )
         .prop_map(|(k, s, p)| {
