@@ -186,6 +186,16 @@ struct rvs_cfg {
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_cfg, 8);
 
+/* Key of rvs_vip: an address some virtual service uses, of any port and protocol (value: 1). Written
+ * by the encoder from the service table; the director answers echo requests to it (lib/icmp.h), even
+ * when no interface of the director holds the address. */
+struct rvs_vip_key {
+	__be32 addr[4];		/* IPv4 in addr[0], rest zero; or IPv6 */
+	__u8 family;		/* enum rvs_family */
+	__u8 _pad[3];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_vip_key, 20);
+
 /* Key of rvs_test_fib: the destination that lib/hooks.h's rvs_fib_lookup is asked about. */
 struct rvs_test_fib_key {
 	__be32 addr[4];		/* IPv4 in addr[0], rest zero; or IPv6 */

@@ -41,6 +41,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_svc_addr SEC(".maps");
 
+/* Virtual addresses (struct rvs_vip_key -> 1): every address of a service in rvs_svc, at most one
+ * entry per service. Echo requests to them are answered in XDP (lib/icmp.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_SVC);
+	__type(key, struct rvs_vip_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_vip SEC(".maps");
+
 /* Scheduler tables: slot -> dest id; service i owns [sched_base, sched_base + sched_len). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -47,6 +47,8 @@ pub mod map {
     pub const TX_PORTS: &str = "rvs_tx_ports";
     /// Test routes (`TestFibKey` -> `TestFib`), read only when `rvs_test_hooks` is set.
     pub const TEST_FIB: &str = "rvs_test_fib";
+    /// Virtual addresses: hash `VipKey` -> u32 (1), whose echo requests the director answers.
+    pub const VIP: &str = "rvs_vip";
 }
 
 /// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
@@ -529,6 +531,47 @@ pub struct Cfg {
 }
 const _: () = assert!(core::mem::size_of::<Cfg>() == 8);
 
+/// Key of `rvs_vip`: an address some virtual service uses. Mirrors `struct rvs_vip_key`.
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
+pub struct VipKey {
+    /// The address (IPv4 in word 0).
+    pub addr: Addr,
+    /// `Family` as u8.
+    pub family: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
+impl VipKey {
+    /// The key of a service's address.
+    pub fn of(key: &SvcKey) -> Self {
+        VipKey {
+            addr: key.addr,
+            family: key.family,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// The value of every `rvs_vip` entry: the key is what matters.
+pub const VIP_PRESENT: u32 = 1;
+
 /// Key of `rvs_test_fib`: a destination. Mirrors `struct rvs_test_fib_key`.
 #[repr(C)]
 #[derive(
@@ -656,6 +699,16 @@ pub enum MapOp {
         /// New value.
         val: Cfg,
     },
+    /// Insert (or keep) a virtual address in `rvs_vip`, value [`VIP_PRESENT`].
+    VipSet {
+        /// Key.
+        key: VipKey,
+    },
+    /// Remove a virtual address from `rvs_vip` (absent is not an error).
+    VipDel {
+        /// Key.
+        key: VipKey,
+    },
 }
 
 #[cfg(feature = "aya")]
@@ -685,4 +738,6 @@ mod pod {
     unsafe impl aya::Pod for TestFibKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for TestFib {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for VipKey {}
 }

@@ -18,6 +18,7 @@ const PAIRS: &[(&str, &str)] = &[
     ("bpf/lib/fib.h", "crates/rvs-model/src/fwd/fib.rs"),
     ("bpf/lib/nat.h", "crates/rvs-model/src/fwd/nat.rs"),
     ("bpf/lib/tun.h", "crates/rvs-model/src/fwd/tun.rs"),
+    ("bpf/lib/icmp.h", "crates/rvs-model/src/fwd/icmp.rs"),
     ("bpf/lib/stats.h", "crates/rvs-model/src/stats.rs"),
     ("bpf/rvs_decap.c", "crates/rvs-model/src/decap.rs"),
 ];

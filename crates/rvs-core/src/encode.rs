@@ -16,6 +16,10 @@
 //!   adds the first NAT real server, before any table can name it, and cleared by the last op of the
 //!   sync that removes the last one, after every table stopped naming it.
 //!
+//! - `rvs_vip` holds the address of every service (any port and protocol): a `VipSet` for a new address
+//!   comes at the start of the sync that adds its first service, a `VipDel` at the end of the sync that
+//!   removes its last one. Only echo requests read it (bpf/lib/icmp.h).
+//!
 //! NAT real servers get no neighbour: the data plane asks the kernel's FIB for the next hop of every
 //! NAT packet (bpf/lib/fib.h), so their `DestVal` has no MACs, no ifindex and no `DEST_F_NEIGH`, and a
 //! neighbour change never rewrites it. `DEST_F_NEIGH` keeps one meaning: `dmac`, `smac` and `ifindex`
@@ -31,7 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rvs_abi::{
     Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp,
     SCHED_NO_DEST, SCHED_SLOTS, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey,
-    SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
+    SvcState, SvcVal, VipKey, addr_bytes, addr_v4, addr_v6,
 };
 
 use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, Protocol, ServiceKey};
@@ -68,6 +72,8 @@ pub struct Encoder {
     dests: HashMap<u32, DestVal>,
     /// `rvs_cfg[0]` as last written.
     cfg: Cfg,
+    /// `rvs_vip` as last written.
+    vips: HashSet<VipKey>,
     /// Services found by `adopt` that this encoder cannot own (duplicate or out-of-range id): the next
     /// sync deletes them before anything else.
     foreign: Vec<SvcKey>,
@@ -114,6 +120,7 @@ impl Encoder {
             svcs: HashMap::new(),
             dests: HashMap::new(),
             cfg: Cfg::default(),
+            vips: HashSet::new(),
             foreign: Vec::new(),
             svc_ids: IdAlloc::new(MAX_SVC),
             dest_ids: IdAlloc::new(MAX_DEST),
@@ -130,9 +137,10 @@ impl Encoder {
     /// Entries this encoder cannot own (unknown protocol, duplicate ids, overlapping regions, dests of no
     /// service) are removed or rewritten by the next [`sync`](Self::sync).
     ///
-    /// `rvs_cfg` is assumed to hold what an encoder derives from these dests (`CFG_F_NAT` when one is NAT):
-    /// the same encoder wrote both, and a data plane whose pins lack `rvs_cfg` is not adopted (it is
-    /// reloaded, and the daemon then syncs into fresh maps).
+    /// `rvs_cfg` is assumed to hold what an encoder derives from these dests (`CFG_F_NAT` when one is NAT),
+    /// and `rvs_vip` the addresses of these services: the same encoder wrote them all, and a data plane
+    /// whose pins lack `rvs_cfg` or `rvs_vip` is not adopted (it is reloaded, and the daemon then syncs
+    /// into fresh maps).
     pub fn adopt(svcs: &[(SvcKey, SvcVal)], dests: &[(u32, DestVal)]) -> Self {
         let mut enc = Self::new();
         let mut sorted: Vec<&(SvcKey, SvcVal)> = svcs.iter().collect();
@@ -193,6 +201,8 @@ impl Encoder {
             }
         }
         enc.cfg = cfg_of(enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8));
+        // Foreign services' addresses too: the next sync removes those no service keeps.
+        enc.vips = svcs.iter().map(|(k, _)| VipKey::of(k)).collect();
         enc
     }
 
@@ -249,6 +259,13 @@ impl Encoder {
             ops.push(MapOp::SvcDel { key });
         }
         let wanted: HashSet<SvcKey> = table.services().iter().map(|e| svc_key(&e.service.key)).collect();
+        let want_vips: HashSet<VipKey> = wanted.iter().map(VipKey::of).collect();
+        let mut new_vips: Vec<VipKey> = want_vips.difference(&self.vips).copied().collect();
+        new_vips.sort_unstable();
+        for key in new_vips {
+            ops.push(MapOp::VipSet { key });
+            self.vips.insert(key);
+        }
         let mut gone: Vec<(u32, SvcKey)> = self
             .svcs
             .iter()
@@ -289,6 +306,12 @@ impl Encoder {
         orphans.sort_unstable();
         for id in orphans {
             self.free_dest(id, &mut ops);
+        }
+        let mut old_vips: Vec<VipKey> = self.vips.difference(&want_vips).copied().collect();
+        old_vips.sort_unstable();
+        for key in old_vips {
+            ops.push(MapOp::VipDel { key });
+            self.vips.remove(&key);
         }
         if self.cfg != want {
             ops.push(MapOp::CfgSet { val: want });

@@ -11,15 +11,16 @@ use aya::maps::{
 };
 use rvs_abi::{
     CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestVal, DropReason, Fwd, MapOp, Stats, SvcKey,
-    SvcState, SvcVal, TestEnv, TestFib, TestFibKey, map,
+    SvcState, SvcVal, TestEnv, TestFib, TestFibKey, VIP_PRESENT, VipKey, map,
 };
 
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
-pub(crate) const MAP_NAMES: [&str; 13] = [
+pub(crate) const MAP_NAMES: [&str; 14] = [
     map::SVC,
     map::SVC_ADDR,
+    map::VIP,
     map::DEST,
     map::SCHED,
     map::SVC_ST,
@@ -45,6 +46,7 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
     match name {
         map::SVC => spec(MapType::Hash, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
         map::SVC_ADDR => spec(MapType::Array, 4, size_of::<SvcKey>(), MAX_SVC),
+        map::VIP => spec(MapType::Hash, size_of::<VipKey>(), 4, MAX_SVC),
         map::DEST => spec(MapType::Array, 4, size_of::<DestVal>(), MAX_DEST),
         map::SCHED => spec(MapType::Array, 4, 4, SCHED_SLOTS),
         map::SVC_ST => spec(MapType::Array, 4, size_of::<SvcState>(), MAX_SVC),
@@ -112,6 +114,7 @@ fn map_name_of(path: &Path) -> &'static str {
 pub(crate) struct Maps {
     svc: HashMap<MapData, SvcKey, SvcVal>,
     svc_addr: Array<MapData, SvcKey>,
+    vip: HashMap<MapData, VipKey, u32>,
     dest: Array<MapData, DestVal>,
     sched: Array<MapData, u32>,
     svc_st: Array<MapData, SvcState>,
@@ -171,6 +174,7 @@ impl Maps {
         Ok(Maps {
             svc: typed(map::SVC, get(map::SVC)?)?,
             svc_addr: typed(map::SVC_ADDR, get(map::SVC_ADDR)?)?,
+            vip: typed(map::VIP, get(map::VIP)?)?,
             dest: typed(map::DEST, get(map::DEST)?)?,
             sched: typed(map::SCHED, get(map::SCHED)?)?,
             svc_st: typed(map::SVC_ST, get(map::SVC_ST)?)?,
@@ -233,6 +237,15 @@ impl Maps {
                 .cfg
                 .set(0, val, 0)
                 .map_err(|e| DataplaneError::map(map::CFG, "set [0]", e)),
+            MapOp::VipSet { key } => self
+                .vip
+                .insert(key, VIP_PRESENT, 0)
+                .map_err(|e| DataplaneError::map(map::VIP, format_args!("insert {key:?}"), e)),
+            // Deleting an absent address is not an error: the result is the same map.
+            MapOp::VipDel { key } => match self.vip.remove(&key) {
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r.map_err(|e| DataplaneError::map(map::VIP, format_args!("delete {key:?}"), e)),
+            },
         }
     }
 

@@ -16,6 +16,7 @@
 //! | bpf/lib/fib.h | [`fwd::fib`] |
 //! | bpf/lib/nat.h | [`fwd::nat`] |
 //! | bpf/lib/tun.h | [`fwd::tun`] |
+//! | bpf/lib/icmp.h | [`fwd::icmp`] |
 //! | bpf/lib/stats.h | [`stats`] |
 //! | bpf/lib/verdict.h, bpf/rvs_xdp.c | [`xdp`] |
 //! | bpf/rvs_decap.c (the real server's program) | [`decap`] |

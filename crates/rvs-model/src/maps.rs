@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use rvs_abi::{
     Cfg, ConnKey, ConnVal, DROP_MAX, DestVal, MAX_DEST, MAX_SVC, MAX_TX_PORTS, MapOp, SCHED_SLOTS, Stats,
-    SvcKey, SvcState, SvcVal,
+    SvcKey, SvcState, SvcVal, VIP_PRESENT, VipKey,
 };
 
 /// `BPF_ANY`: create or replace.
@@ -338,6 +338,8 @@ pub struct Maps {
     pub rvs_svc: HashMapBpf<SvcKey, SvcVal>,
     /// Service id -> the service's key (written with every `SvcSet`).
     pub rvs_svc_addr: ArrayMap<SvcKey>,
+    /// Virtual addresses (echo requests to them are answered).
+    pub rvs_vip: HashMapBpf<VipKey, u32>,
     /// Real servers by dest id.
     pub rvs_dest: ArrayMap<DestVal>,
     /// Scheduler tables: dest ids.
@@ -366,6 +368,7 @@ impl Maps {
         Maps {
             rvs_svc: HashMapBpf::new(MAX_SVC),
             rvs_svc_addr: ArrayMap::new(MAX_SVC),
+            rvs_vip: HashMapBpf::new(MAX_SVC),
             rvs_dest: ArrayMap::new(MAX_DEST),
             rvs_sched: ArrayMap::new(SCHED_SLOTS),
             rvs_svc_st: ArrayMap::new(MAX_SVC),
@@ -406,6 +409,12 @@ impl Maps {
             MapOp::SvcStatsClear { id } => self.rvs_svc_stats.clear(id),
             MapOp::DestStatsClear { id } => self.rvs_dest_stats.clear(id),
             MapOp::CfgSet { val } => self.rvs_cfg.update(0, val, BPF_ANY),
+            MapOp::VipSet { key } => self.rvs_vip.update(key, VIP_PRESENT, BPF_ANY),
+            // As the daemon's data plane: deleting an absent address leaves the same map.
+            MapOp::VipDel { key } => match self.rvs_vip.delete(&key) {
+                Err(MapError::NotFound) => Ok(()),
+                r => r,
+            },
         }
     }
 }
