@@ -34,6 +34,11 @@ fn nat() {
 }
 
 #[test]
+fn icmp() {
+    harness::run_cases(fixtures::icmp::cases());
+}
+
+#[test]
 fn sched() {
     harness::run_cases(fixtures::sched::cases());
 }
