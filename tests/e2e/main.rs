@@ -6,6 +6,7 @@ mod conns;
 mod dr;
 mod dr6;
 mod hashsched;
+mod icmp;
 mod listing;
 mod nat;
 mod rate;
