@@ -129,7 +129,11 @@ impl Pair {
                 MapOp::DestSet { id, .. } | MapOp::DestStatsClear { id } => {
                     self.dest_ids.insert(id);
                 }
-                MapOp::SvcDel { .. } | MapOp::SchedSet { .. } | MapOp::CfgSet { .. } => {}
+                MapOp::SvcDel { .. }
+                | MapOp::SchedSet { .. }
+                | MapOp::CfgSet { .. }
+                | MapOp::MarkSet { .. }
+                | MapOp::MarkDel { .. } => {}
             }
         }
         self.model

@@ -25,6 +25,7 @@ struct Maps {
     svc_stats_cleared: HashSet<u32>,
     dest_stats_cleared: HashSet<u32>,
     cfg: Cfg,
+    mark: HashMap<rvs_abi::MarkKey, rvs_abi::MarkVal>,
 }
 
 impl Maps {
@@ -133,6 +134,13 @@ impl Maps {
             MapOp::CfgSet { val } => {
                 assert_eq!(val._pad, 0);
                 self.cfg = val;
+            }
+            MapOp::MarkSet { key, val } => {
+                assert!(val.n as usize <= rvs_abi::MARK_RANGES, "{op:?}");
+                self.mark.insert(key, val);
+            }
+            MapOp::MarkDel { key } => {
+                assert!(self.mark.remove(&key).is_some(), "{op:?} of a missing entry");
             }
         }
         // A NAT dest that a table names needs reply lookups on.
