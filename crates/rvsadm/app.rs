@@ -66,7 +66,14 @@ pub(crate) fn run(
             Err(o) => o,
         },
         Invocation::Save { numeric } => match snapshot(daemon, false) {
-            Ok(snap) => Outcome::out(format::save(&snap, numeric, names)),
+            Ok(snap) => match marks(daemon) {
+                Ok(m) => Outcome::out(format::mark_rules(&m) + &format::save(&snap, numeric, names)),
+                Err(o) => o,
+            },
+            Err(o) => o,
+        },
+        Invocation::ListMarks => match marks(daemon) {
+            Ok(m) => Outcome::out(format::list_marks(&m)),
             Err(o) => o,
         },
         Invocation::Restore => restore(stdin, daemon),
@@ -133,6 +140,16 @@ fn request(daemon: &mut dyn Daemon, req: &Request, lines: &[usize]) -> Outcome {
         },
         Ok(other) => unexpected(other),
         Err(e) => client_error(&e),
+    }
+}
+
+/// The declared firewall marks; none from a daemon that predates them (it fails the request).
+fn marks(daemon: &mut dyn Daemon) -> Result<Vec<rvs_core::Mark>, Outcome> {
+    match daemon.call(&Request::Marks) {
+        Ok(Response::Marks(m)) => Ok(m),
+        Ok(Response::Failed(_)) => Ok(Vec::new()),
+        Ok(other) => Err(unexpected(other)),
+        Err(e) => Err(client_error(&e)),
     }
 }
 

@@ -317,6 +317,7 @@ impl<P: Plane> Daemon<P> {
             },
             Request::Zero(sel) => self.zero(sel.as_ref()),
             Request::SetTimeouts { tcp, tcpfin, udp } => self.set_timeouts(tcp, tcpfin, udp),
+            Request::Marks => Response::Marks(self.table.marks()),
         }
     }
 

@@ -133,7 +133,9 @@ impl Pair {
                 | MapOp::SchedSet { .. }
                 | MapOp::CfgSet { .. }
                 | MapOp::VipSet { .. }
-                | MapOp::VipDel { .. } => {}
+                | MapOp::VipDel { .. }
+                | MapOp::MarkSet { .. }
+                | MapOp::MarkDel { .. } => {}
             }
         }
         self.model

@@ -14,6 +14,11 @@ fn dr() {
 }
 
 #[test]
+fn fwmark() {
+    harness::run_cases(fixtures::fwmark::cases());
+}
+
+#[test]
 fn parse() {
     harness::run_cases(fixtures::parse::cases());
 }

@@ -12,6 +12,7 @@ const PAIRS: &[(&str, &str)] = &[
     ("bpf/lib/parse.h", "crates/rvs-model/src/parse.rs"),
     ("bpf/lib/csum.h", "crates/rvs-model/src/csum.rs"),
     ("bpf/lib/svc.h", "crates/rvs-model/src/svc.rs"),
+    ("bpf/lib/mark.h", "crates/rvs-model/src/mark.rs"),
     ("bpf/lib/conn.h", "crates/rvs-model/src/conn.rs"),
     ("bpf/lib/sched.h", "crates/rvs-model/src/sched.rs"),
     ("bpf/lib/dr.h", "crates/rvs-model/src/fwd/dr.rs"),

@@ -29,16 +29,17 @@ mod alloc;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
-    Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp,
-    SCHED_NO_DEST, SCHED_SLOTS, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey,
-    SvcState, SvcVal, VipKey, addr_bytes, addr_v4, addr_v6,
+    Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MARK_RANGES, MAX_DEST,
+    MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal, SCHED_NO_DEST, SCHED_SLOTS,
+    SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey, SvcState, SvcVal, VipKey,
+    addr_bytes, addr_v4, addr_v6,
 };
 
-use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, Protocol, ServiceKey};
+use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, ServiceKey};
 use crate::sched;
 use crate::sched::hash::Af;
 use crate::sched::mh::{MhDest, last_weight_after};
@@ -74,6 +75,8 @@ pub struct Encoder {
     cfg: Cfg,
     /// `rvs_vip` as last written.
     vips: HashSet<VipKey>,
+    /// `rvs_mark` as last written.
+    marks: HashMap<MarkKey, MarkVal>,
     /// Services found by `adopt` that this encoder cannot own (duplicate or out-of-range id): the next
     /// sync deletes them before anything else.
     foreign: Vec<SvcKey>,
@@ -121,6 +124,7 @@ impl Encoder {
             dests: HashMap::new(),
             cfg: Cfg::default(),
             vips: HashSet::new(),
+            marks: HashMap::new(),
             foreign: Vec::new(),
             svc_ids: IdAlloc::new(MAX_SVC),
             dest_ids: IdAlloc::new(MAX_DEST),
@@ -317,7 +321,33 @@ impl Encoder {
             ops.push(MapOp::CfgSet { val: want });
             self.cfg = want;
         }
+        self.sync_marks(table, &mut ops)?;
         Ok(ops)
+    }
+
+    /// `rvs_mark` to the table's marks: changed and new entries, then removed ones. An entry is one
+    /// lookup's whole answer, so each packet sees either the old or the new ranges of its prefix.
+    fn sync_marks(&mut self, table: &Table, ops: &mut Vec<MapOp>) -> Result<(), ApplyError> {
+        let marks: BTreeMap<u32, Vec<MarkMatch>> =
+            table.marks().into_iter().map(|m| (m.mark, m.matches)).collect();
+        let want: HashMap<MarkKey, MarkVal> = mark_entries(&marks)?.into_iter().collect();
+        let mut set: Vec<(MarkKey, MarkVal)> = want
+            .iter()
+            .filter(|(k, v)| self.marks.get(*k) != Some(*v))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        set.sort_by_key(|(k, _)| mark_order(k));
+        let mut del: Vec<MarkKey> = self
+            .marks
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .copied()
+            .collect();
+        del.sort_by_key(mark_order);
+        ops.extend(set.into_iter().map(|(key, val)| MapOp::MarkSet { key, val }));
+        ops.extend(del.into_iter().map(|key| MapOp::MarkDel { key }));
+        self.marks = want;
+        Ok(())
     }
 
     fn sync_service(
@@ -555,8 +585,110 @@ pub fn from_rules(rules: &str, neigh: &dyn Fn(IpAddr) -> Option<Neighbor>) -> Re
     Encoder::new().sync(&table, neigh).map_err(|e| e.to_string())
 }
 
+/// A stable order of `rvs_mark` keys for the ops (the maps do not care).
+fn mark_order(k: &MarkKey) -> (u8, u8, u32, [u8; 16]) {
+    (k.data.family, k.data.proto, k.prefixlen, addr_bytes(&k.data.addr))
+}
+
+/// `addr` with the bits after `prefix` cleared.
+pub fn mask_addr(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+/// Whether `inner/inner_len` lies inside `outer/outer_len` (same family, `outer_len <= inner_len`).
+fn covers(outer: IpAddr, outer_len: u8, inner: IpAddr, inner_len: u8) -> bool {
+    outer.is_ipv4() == inner.is_ipv4() && outer_len <= inner_len && mask_addr(inner, outer_len) == outer
+}
+
+/// The `rvs_mark` entries of the declared marks (bpf/lib/mark.h): one per (family, protocol, prefix),
+/// holding that prefix's port ranges (by first port) and then those of every shorter prefix that covers
+/// it, longest first, so that the longest-prefix match alone answers and the most specific match wins.
+///
+/// # Errors
+/// [`ApplyError::MarkTooManyRanges`] when an entry would hold more than `MARK_RANGES` ranges,
+/// [`ApplyError::NoMemory`] beyond `MAX_MARK_PREFIXES` entries.
+pub fn mark_entries(marks: &BTreeMap<u32, Vec<MarkMatch>>) -> Result<Vec<(MarkKey, MarkVal)>, ApplyError> {
+    // (proto, addr, prefix) -> ranges
+    let mut groups: BTreeMap<(u8, IpAddr, u8), Vec<MarkRange>> = BTreeMap::new();
+    for (&mark, matches) in marks {
+        for m in matches {
+            let addr = mask_addr(m.addr, m.prefix);
+            groups
+                .entry((m.proto.number(), addr, m.prefix))
+                .or_default()
+                .push(MarkRange {
+                    lo: m.port_lo,
+                    hi: m.port_hi,
+                    mark,
+                });
+        }
+    }
+    for ranges in groups.values_mut() {
+        ranges.sort_by_key(|r| (r.lo, r.hi, r.mark));
+        ranges.dedup();
+    }
+    if groups.len() > MAX_MARK_PREFIXES as usize {
+        return Err(ApplyError::NoMemory);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (&(proto, addr, prefix), own) in &groups {
+        let mut covering: Vec<(u8, &Vec<MarkRange>)> = groups
+            .iter()
+            .filter(|((p, a, l), _)| *p == proto && *l < prefix && covers(*a, *l, addr, prefix))
+            .map(|((_, _, l), r)| (*l, r))
+            .collect();
+        covering.sort_by(|a, b| b.0.cmp(&a.0));
+        let all: Vec<MarkRange> = own
+            .iter()
+            .chain(covering.into_iter().flat_map(|(_, r)| r.iter()))
+            .copied()
+            .collect();
+        if all.len() > MARK_RANGES {
+            return Err(ApplyError::MarkTooManyRanges);
+        }
+        let (a, family) = map_addr(addr);
+        let mut val = MarkVal {
+            n: all.len() as u32,
+            ..MarkVal::default()
+        };
+        val.ranges[..all.len()].copy_from_slice(&all);
+        out.push((
+            MarkKey {
+                prefixlen: 32 + u32::from(prefix),
+                data: MarkAddr {
+                    family: family as u8,
+                    proto,
+                    _pad: [0; 2],
+                    addr: a,
+                },
+            },
+            val,
+        ));
+    }
+    Ok(out)
+}
+
 /// The `rvs_svc` key of a service.
 pub fn svc_key(key: &ServiceKey) -> SvcKey {
+    if let Some(mark) = key.mark() {
+        let family = if key.addr.is_ipv6() {
+            Family::Inet6
+        } else {
+            Family::Inet
+        };
+        return SvcKey::fwmark(mark, family);
+    }
     let (addr, family) = map_addr(key.addr);
     SvcKey {
         addr,
@@ -568,6 +700,13 @@ pub fn svc_key(key: &ServiceKey) -> SvcKey {
 
 /// The service a `rvs_svc` key stands for, if rvs knows its protocol and family.
 pub fn service_key(key: &SvcKey) -> Option<ServiceKey> {
+    if let Some(mark) = key.mark() {
+        return match key.family {
+            f if f == Family::Inet as u8 => Some(ServiceKey::fwmark(mark, false)),
+            f if f == Family::Inet6 as u8 => Some(ServiceKey::fwmark(mark, true)),
+            _ => None,
+        };
+    }
     let proto = match key.proto {
         6 => Protocol::Tcp,
         17 => Protocol::Udp,

@@ -15,7 +15,7 @@ use crate::table::{ServiceEntry, Table};
 pub fn save(table: &Table) -> String {
     let mut entries: Vec<&ServiceEntry> = table.services().iter().collect();
     entries.sort_by(|a, b| cmp_services(&a.service, &b.service));
-    let mut out = String::new();
+    let mut out = mark_lines(table);
     for entry in entries {
         let mut dests: Vec<&Dest> = entry.dests.iter().collect();
         dests.sort_by(|a, b| cmp_addr_port(a.key.addr, a.key.port, b.key.addr, b.key.port));
@@ -29,20 +29,27 @@ pub fn save(table: &Table) -> String {
 /// list, and the list order is the scheduling order, so the daemon's own rules file uses this form to
 /// come back after a restart with the very table it had (`save` sorts, as ipvsadm does, for people).
 pub fn save_restorable(table: &Table) -> String {
-    let mut out = String::new();
+    let mut out = mark_lines(table);
     for entry in table.services() {
         entry_lines(&mut out, &entry.service, entry.dests.iter().rev());
     }
     out
 }
 
+/// The `--add-mark` lines of the declared marks (rvs's own), by mark: before the services, which may
+/// name them.
+fn mark_lines(table: &Table) -> String {
+    let mut out = String::new();
+    for m in table.marks() {
+        out.push_str(&crate::ipvsadm::mark::mark_rule(&m));
+        out.push('\n');
+    }
+    out
+}
+
 /// One service's `-A` line and its real servers' `-a` lines, in the order given.
 fn entry_lines<'a>(out: &mut String, svc: &Service, dests: impl IntoIterator<Item = &'a Dest>) {
-    let selector = format!(
-        "{} {}",
-        svc.key.proto.flag(),
-        SockAddrFmt(svc.key.addr, svc.key.port)
-    );
+    let selector = svc.key.rule_selector();
     service_line(out, &selector, svc);
     for d in dests {
         dest_line(out, &selector, d);
@@ -100,16 +107,16 @@ fn v4_mask(prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(bits)
 }
 
-/// libipvs `ipvs_cmp_services`: fwmark (rvs has none yet, so all 0), family (AF_INET before AF_INET6),
-/// protocol number, address, port.
+/// libipvs `ipvs_cmp_services`: fwmark (0 for services by address, which therefore come first), family
+/// (AF_INET before AF_INET6), protocol number, address, port.
 ///
 /// libipvs subtracts host-order u32 address words into an `int`, which wraps for addresses more than
 /// 2^31 apart (10.0.0.1 then sorts after 198.18.0.1) and makes qsort's order depend on the kernel's hash
 /// order. rvs sorts numerically instead: the same order wherever ipvsadm's is well defined.
 fn cmp_services(a: &Service, b: &Service) -> Ordering {
     let (a, b) = (&a.key, &b.key);
-    (a.addr.is_ipv6(), a.proto.number())
-        .cmp(&(b.addr.is_ipv6(), b.proto.number()))
+    (a.mark().unwrap_or(0), a.addr.is_ipv6(), a.proto.number())
+        .cmp(&(b.mark().unwrap_or(0), b.addr.is_ipv6(), b.proto.number()))
         .then_with(|| cmp_addr_port(a.addr, a.port, b.addr, b.port))
 }
 

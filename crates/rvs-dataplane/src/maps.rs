@@ -8,16 +8,17 @@ use aya::Ebpf;
 use aya::maps::xdp::XdpMapError;
 use aya::maps::{
     Array, DevMapHash, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues,
+    lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use rvs_abi::{
-    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestVal, DropReason, Fwd, MapOp, Stats, SvcKey,
-    SvcState, SvcVal, TestEnv, TestFib, TestFibKey, VIP_PRESENT, VipKey, map,
+    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestVal, DropReason, Fwd, MapOp, MarkAddr, MarkKey,
+    MarkVal, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey, VIP_PRESENT, VipKey, map,
 };
 
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
-pub(crate) const MAP_NAMES: [&str; 14] = [
+pub(crate) const MAP_NAMES: [&str; 15] = [
     map::SVC,
     map::SVC_ADDR,
     map::VIP,
@@ -32,6 +33,7 @@ pub(crate) const MAP_NAMES: [&str; 14] = [
     map::TX_PORTS,
     map::TEST_FIB,
     map::TEST_ENV,
+    map::MARK,
 ];
 
 /// What a map of this build looks like; `conn_max` is rvs_conn's size.
@@ -69,6 +71,12 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
             TEST_FIB_MAX,
         ),
         map::TEST_ENV => spec(MapType::Array, 4, size_of::<TestEnv>(), 1),
+        map::MARK => spec(
+            MapType::LpmTrie,
+            size_of::<MarkKey>(),
+            size_of::<MarkVal>(),
+            rvs_abi::MAX_MARK_PREFIXES,
+        ),
         other => unreachable!("unknown map {other}"),
     }
 }
@@ -126,6 +134,7 @@ pub(crate) struct Maps {
     tx_ports: DevMapHash<MapData>,
     test_fib: HashMap<MapData, TestFibKey, TestFib>,
     test_env: Array<MapData, TestEnv>,
+    mark: LpmTrie<MapData, MarkAddr, MarkVal>,
     conn_max: u32,
 }
 
@@ -186,6 +195,7 @@ impl Maps {
             tx_ports: typed(map::TX_PORTS, get(map::TX_PORTS)?)?,
             test_fib: typed(map::TEST_FIB, get(map::TEST_FIB)?)?,
             test_env: typed(map::TEST_ENV, get(map::TEST_ENV)?)?,
+            mark: typed(map::MARK, get(map::MARK)?)?,
             conn_max,
         })
     }
@@ -245,6 +255,15 @@ impl Maps {
             MapOp::VipDel { key } => match self.vip.remove(&key) {
                 Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
                 r => r.map_err(|e| DataplaneError::map(map::VIP, format_args!("delete {key:?}"), e)),
+            },
+            MapOp::MarkSet { key, val } => self
+                .mark
+                .insert(&LpmKey::new(key.prefixlen, key.data), val, 0)
+                .map_err(|e| DataplaneError::map(map::MARK, format_args!("insert {key:?}"), e)),
+            // Deleting an absent entry is not an error: the result is the same map.
+            MapOp::MarkDel { key } => match self.mark.remove(&LpmKey::new(key.prefixlen, key.data)) {
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r.map_err(|e| DataplaneError::map(map::MARK, format_args!("delete {key:?}"), e)),
             },
         }
     }

@@ -10,6 +10,7 @@
 //! | bpf/lib/parse.h | [`parse`] + [`wire`] |
 //! | bpf/lib/csum.h | [`csum`] |
 //! | bpf/lib/svc.h | [`svc`] |
+//! | bpf/lib/mark.h | [`mark`] |
 //! | bpf/lib/conn.h | [`conn`] |
 //! | bpf/lib/sched.h | [`sched`] |
 //! | bpf/lib/dr.h | [`fwd::dr`] |
@@ -29,6 +30,7 @@ pub mod env;
 pub mod frame;
 pub mod fwd;
 pub mod maps;
+pub mod mark;
 pub mod parse;
 pub mod sched;
 pub mod stats;

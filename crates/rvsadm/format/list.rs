@@ -103,8 +103,14 @@ fn title(out: &mut String, format: ListFormat) {
 fn service_entry(out: &mut String, svc: &ServiceSnap, opts: &ListOpts, names: &dyn Names) {
     let s = &svc.service;
     let key = s.key;
-    let vname = addrport(key.addr, key.port, key.proto, opts.numeric, names);
-    let mut svc_name = format!("{:<4} {vname}", key.proto.name());
+    let mut svc_name = match key.fwmark_list_name() {
+        // ipvsadm: "FWM  %d" or "FWM  %d IPv6".
+        Some(name) => format!("FWM  {name}"),
+        None => {
+            let vname = addrport(key.addr, key.port, key.proto, opts.numeric, names);
+            format!("{:<4} {vname}", key.proto.name())
+        }
+    };
     if key.addr.is_ipv4() {
         svc_name = cut(svc_name, 33);
     }

@@ -26,6 +26,7 @@ struct Maps {
     dest_stats_cleared: HashSet<u32>,
     cfg: Cfg,
     vip: HashSet<VipKey>,
+    mark: HashMap<rvs_abi::MarkKey, rvs_abi::MarkVal>,
 }
 
 impl Maps {
@@ -134,6 +135,13 @@ impl Maps {
             MapOp::CfgSet { val } => {
                 assert_eq!(val._pad, 0);
                 self.cfg = val;
+            }
+            MapOp::MarkSet { key, val } => {
+                assert!(val.n as usize <= rvs_abi::MARK_RANGES, "{op:?}");
+                self.mark.insert(key, val);
+            }
+            MapOp::MarkDel { key } => {
+                assert!(self.mark.remove(&key).is_some(), "{op:?} of a missing entry");
             }
             MapOp::VipSet { key } => {
                 assert_eq!(key._pad, [0; 3]);
