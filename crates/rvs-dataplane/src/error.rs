@@ -60,6 +60,17 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// A map command aya does not offer (the batch commands, see `batch.rs`) failed.
+    #[error("map {map}: {op}")]
+    MapSyscall {
+        /// Map name.
+        map: &'static str,
+        /// What was being done.
+        op: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A pinned map exists but is not the map this build expects.
     #[error(
         "pinned map {} is {found}, this build expects {expected}: run `rvsd --unload` (drops every \
@@ -165,6 +176,14 @@ impl DataplaneError {
         DataplaneError::Io {
             op,
             path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn syscall(map: &'static str, op: impl fmt::Display, source: io::Error) -> Self {
+        DataplaneError::MapSyscall {
+            map,
+            op: op.to_string(),
             source,
         }
     }

@@ -11,6 +11,7 @@
 //!
 //! [`attach_pass`] attaches the `rvs_pass` (XDP_PASS) program, for the test labs and the demo.
 
+mod batch;
 mod dataplane;
 mod error;
 mod maps;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 pub use dataplane::{Dataplane, unload};
 pub use error::{DataplaneError, MapSpec};
 pub use pass::{PassProgram, attach_pass};
+pub use batch::CHUNK as CONN_CHUNK;
 pub use sys::now_ns;
 pub use test_program::TestProgram;
 
