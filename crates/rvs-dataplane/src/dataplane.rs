@@ -47,8 +47,13 @@ impl Dataplane {
     /// `conn_max` for rvs_conn) before anything is reused; a mismatch is refused.
     ///
     /// # Errors
-    /// Creating the directory, a map mismatch, the verifier, or pinning.
+    /// `conn_max` out of range, creating the directory, a map mismatch, the verifier, or pinning.
     pub fn open(cfg: &DataplaneConfig) -> Result<Self, DataplaneError> {
+        if !(1..=crate::CONN_MAX_LIMIT).contains(&cfg.conn_max) {
+            return Err(DataplaneError::ConnMax {
+                conn_max: cfg.conn_max,
+            });
+        }
         let dir = &cfg.pin_dir;
         sys::create_pin_dir(dir)?;
         let mut maps_pinned = 0;

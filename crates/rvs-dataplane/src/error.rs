@@ -71,6 +71,12 @@ pub enum DataplaneError {
         #[source]
         source: io::Error,
     },
+    /// The connection table size is 0 or more than the kernel makes.
+    #[error("connection table size {conn_max}: must be 1 to {limit}", limit = crate::CONN_MAX_LIMIT)]
+    ConnMax {
+        /// The size asked for.
+        conn_max: u32,
+    },
     /// A pinned map exists but is not the map this build expects.
     #[error(
         "pinned map {} is {found}, this build expects {expected}: run `rvsd --unload` (drops every \
