@@ -62,7 +62,8 @@ fn parse(args: &[String]) -> anyhow::Result<Vec<u32>> {
 
 /// Client `i` to the VIP over TCP; distinct for every i below 2^24 (198.18.0.0/15 + a port).
 fn key(i: u32) -> ConnKey {
-    let host = 0x00c6_1200 | (i >> 14); // 198.18.0.0 + i / 16384
+    // 198.18.0.0 + i / 16384: at most 198.18.3.255 for i below 2^24.
+    let host = u32::from_be_bytes([198, 18, 0, 0]) + (i >> 14);
     ConnKey {
         saddr: addr_v4(host.to_be_bytes()),
         daddr: addr_v4([198, 18, 255, 100]),
