@@ -38,6 +38,9 @@ use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
 /// How often expired connections are deleted.
 const SWEEP: Duration = Duration::from_secs(2);
 
+/// Takes the connection table one batch at a time.
+pub(crate) type ConnSink<'a> = dyn FnMut(&[(ConnKey, ConnVal)]) + 'a;
+
 /// What the daemon needs from the data plane; implemented by `rvs_dataplane::Dataplane`, and by a fake
 /// in tests.
 pub(crate) trait Plane {
@@ -48,7 +51,7 @@ pub(crate) trait Plane {
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats>;
     /// Every connection (no NAT reply entries), read and handed over one batch at a time; returns how
     /// many.
-    fn conn_chunks(&self, f: &mut dyn FnMut(&[(ConnKey, ConnVal)])) -> anyhow::Result<usize>;
+    fn conn_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize>;
     /// Deletes the expired connections `keys` (with their NAT reply entries); returns how many were
     /// still there.
     fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize>;
@@ -70,7 +73,7 @@ impl Plane for Dataplane {
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats> {
         Ok(Dataplane::dest_stats(self, id)?)
     }
-    fn conn_chunks(&self, f: &mut dyn FnMut(&[(ConnKey, ConnVal)])) -> anyhow::Result<usize> {
+    fn conn_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
         Ok(Dataplane::conn_chunks(self, f)?)
     }
     fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
@@ -830,7 +833,7 @@ mod tests {
             }))
         }
         /// In chunks of two, so that the tests cross chunk boundaries.
-        fn conn_chunks(&self, f: &mut dyn FnMut(&[(ConnKey, ConnVal)])) -> anyhow::Result<usize> {
+        fn conn_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
             self.conns.chunks(2).for_each(&mut *f);
             Ok(self.conns.len())
         }

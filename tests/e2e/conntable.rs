@@ -17,7 +17,11 @@ fn map_field(path: &std::path::Path, field: &str) -> String {
         .arg(path)
         .output()
         .expect("run bpftool");
-    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json = String::from_utf8_lossy(&out.stdout);
     let pat = format!("\"{field}\":");
     let at = json.find(&pat).unwrap_or_else(|| panic!("no {field} in {json}")) + pat.len();
@@ -44,15 +48,28 @@ fn rvsd_starts_with_a_table_of_16_million_entries_and_forwards() {
     let mut unload = lab.rvsd_args();
     unload.push("--unload".into());
     let out = rvsd_once(&lab, &unload);
-    assert!(out.status.success(), "rvsd --unload: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rvsd --unload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut args = lab.rvsd_args();
-    let at = args.iter().position(|a| a == "--conn-max").expect("the lab sets --conn-max") + 1;
+    let at = args
+        .iter()
+        .position(|a| a == "--conn-max")
+        .expect("the lab sets --conn-max")
+        + 1;
     args[at] = BIG.to_string();
-    lab.start_rvsd_with(&args).or_log(&lab, "start rvsd with --conn-max 16777216");
+    lab.start_rvsd_with(&args)
+        .or_log(&lab, "start rvsd with --conn-max 16777216");
 
     let conn = lab.pin_dir().join(rvs_abi::map::CONN);
-    assert_eq!(map_field(&conn, "max_entries"), BIG.to_string(), "the kernel's max_entries");
+    assert_eq!(
+        map_field(&conn, "max_entries"),
+        BIG.to_string(),
+        "the kernel's max_entries"
+    );
     let memlock: u64 = map_field(&conn, "bytes_memlock").parse().expect("a byte count");
     assert!(
         memlock >= u64::from(BIG) * 72,
@@ -72,7 +89,11 @@ fn rvsd_starts_with_a_table_of_16_million_entries_and_forwards() {
     // Give the memory back now rather than when the lab is dropped.
     lab.stop_rvsd().or_log(&lab, "SIGTERM rvsd");
     let out = rvsd_once(&lab, &unload);
-    assert!(out.status.success(), "rvsd --unload: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rvsd --unload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!conn.exists(), "rvs_conn still pinned");
 }
 

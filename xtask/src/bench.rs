@@ -69,7 +69,8 @@ struct Opts {
     conn_max: u32,
 }
 
-const USAGE: &str = "usage: cargo xtask bench [--repeat N (10000000)] [--rounds N (5)] [--conn-max N (1048576)]
+const USAGE: &str =
+    "usage: cargo xtask bench [--repeat N (10000000)] [--rounds N (5)] [--conn-max N (1048576)]
        cargo xtask bench conntable [--entries N]...";
 
 impl Opts {

@@ -40,7 +40,9 @@ fn parse(args: &[String]) -> anyhow::Result<Vec<u32>> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--entries" => {
-                let v = it.next().with_context(|| format!("--entries needs a value\n{USAGE}"))?;
+                let v = it
+                    .next()
+                    .with_context(|| format!("--entries needs a value\n{USAGE}"))?;
                 sizes.push(v.parse().with_context(|| format!("--entries {v}"))?);
             }
             "-h" | "--help" => {
@@ -247,7 +249,7 @@ fn bench_one(n: u32) -> anyhow::Result<()> {
     // Half the connections were last seen two hours ago (expired: ESTABLISHED lives 900 s), half now.
     let now = now_ns();
     let old = now.saturating_sub(7200 * SEC);
-    let last = |i: u32| if i % 2 == 0 { old } else { now };
+    let last = |i: u32| if i.is_multiple_of(2) { old } else { now };
     let start = Instant::now();
     let written = fill(&mut dp, 0..n, last)?;
     let filled = start.elapsed();

@@ -31,7 +31,14 @@ const MAX_CHUNK: usize = 1 << 20;
 
 /// `union bpf_attr`'s `batch` member: in_batch, out_batch, keys, values (u64 each), count and map_fd
 /// (u32 each, in word 4), elem_flags, flags.
-fn batch_attr(fd: BorrowedFd<'_>, in_batch: u64, out_batch: u64, keys: u64, values: u64, count: usize) -> Attr {
+fn batch_attr(
+    fd: BorrowedFd<'_>,
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: usize,
+) -> Attr {
     let mut attr: Attr = [0; 16];
     attr[0] = in_batch;
     attr[1] = out_batch;

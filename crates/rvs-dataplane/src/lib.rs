@@ -21,10 +21,10 @@ mod test_program;
 
 use std::path::PathBuf;
 
+pub use batch::CHUNK as CONN_CHUNK;
 pub use dataplane::{Dataplane, unload};
 pub use error::{DataplaneError, MapSpec};
 pub use pass::{PassProgram, attach_pass};
-pub use batch::CHUNK as CONN_CHUNK;
 pub use sys::now_ns;
 pub use test_program::TestProgram;
 

@@ -508,7 +508,8 @@ impl Maps {
                 }
             }
         }
-        batch::delete_batch(fd, &replies).map_err(|e| DataplaneError::syscall(map::CONN, "batch delete", e))?;
+        batch::delete_batch(fd, &replies)
+            .map_err(|e| DataplaneError::syscall(map::CONN, "batch delete", e))?;
         Ok(deleted)
     }
 

@@ -71,7 +71,10 @@ fn a_table_of_several_chunks_is_read_whole_once_per_key() {
 
     let (all, sizes) = read(&p);
     assert_eq!(all.len(), n as usize);
-    assert!(sizes.len() >= 3, "10,000 entries take 3 chunks at least: {sizes:?}");
+    assert!(
+        sizes.len() >= 3,
+        "10,000 entries take 3 chunks at least: {sizes:?}"
+    );
     assert!(sizes.iter().all(|s| *s <= CONN_CHUNK), "{sizes:?}");
     let seen: HashSet<ConnKey> = all.iter().map(|(k, _)| *k).collect();
     assert_eq!(seen.len(), n as usize, "a key was read twice");
@@ -142,4 +145,23 @@ fn expiring_a_nat_connection_takes_its_reply_entry_and_only_its_own() {
     let mut want = vec![kept, reply_key(&kept, rs, 8080)];
     want.sort_by_key(|k| k.sport.get());
     assert_eq!(left, want, "the other connection and its reply entry stay");
+}
+
+#[test]
+fn open_refuses_an_empty_table_and_one_larger_than_the_kernel_makes_before_touching_anything() {
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/rvs-test-conn-max-{}", std::process::id()));
+    for conn_max in [0, rvs_dataplane::CONN_MAX_LIMIT + 1, u32::MAX] {
+        let cfg = rvs_dataplane::DataplaneConfig {
+            pin_dir: dir.clone(),
+            conn_max,
+        };
+        match rvs_dataplane::Dataplane::open(&cfg) {
+            Err(e @ rvs_dataplane::DataplaneError::ConnMax { .. }) => {
+                assert!(e.to_string().contains("must be 1 to 134217728"), "{e}");
+            }
+            Err(e) => panic!("conn_max {conn_max}: {e}"),
+            Ok(_) => panic!("conn_max {conn_max} accepted"),
+        }
+        assert!(!dir.exists(), "{} created", dir.display());
+    }
 }
