@@ -38,6 +38,9 @@ use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
 /// How often expired connections are deleted.
 const SWEEP: Duration = Duration::from_secs(2);
 
+/// Takes the connection table one batch at a time.
+pub(crate) type ConnSink<'a> = dyn FnMut(&[(ConnKey, ConnVal)]) + 'a;
+
 /// What the daemon needs from the data plane; implemented by `rvs_dataplane::Dataplane`, and by a fake
 /// in tests.
 pub(crate) trait Plane {
@@ -46,8 +49,12 @@ pub(crate) trait Plane {
     fn dests(&self) -> anyhow::Result<Vec<(u32, DestVal)>>;
     fn svc_stats(&self, id: u32) -> anyhow::Result<Stats>;
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats>;
-    fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>>;
-    fn delete_conn(&mut self, key: &ConnKey) -> anyhow::Result<()>;
+    /// Every connection (no NAT reply entries), read and handed over one batch at a time; returns how
+    /// many.
+    fn conn_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize>;
+    /// Deletes the expired connections `keys` (with their NAT reply entries); returns how many were
+    /// still there.
+    fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize>;
 }
 
 impl Plane for Dataplane {
@@ -66,11 +73,11 @@ impl Plane for Dataplane {
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats> {
         Ok(Dataplane::dest_stats(self, id)?)
     }
-    fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
-        Ok(Dataplane::conns(self)?)
+    fn conn_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
+        Ok(Dataplane::conn_chunks(self, f)?)
     }
-    fn delete_conn(&mut self, key: &ConnKey) -> anyhow::Result<()> {
-        Ok(Dataplane::delete_conn(self, key)?)
+    fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
+        Ok(Dataplane::expire_conns(self, keys)?)
     }
 }
 
@@ -491,8 +498,22 @@ impl<P: Plane> Daemon<P> {
     /// connection table at `now_ns`, and the connection entries themselves if `with_conns`.
     pub(crate) fn snapshot(&self, now_ns: u64, with_conns: bool) -> anyhow::Result<Snapshot> {
         let t = self.runtime.timeouts;
-        let conns = self.plane.conns().context("cannot read the connection table")?;
-        let counts = conns::count(&conns, now_ns, &t);
+        // Counted batch by batch: `-Ln` on a table of millions holds only the counts; `-Lc` keeps the
+        // entries, to list them once the real servers are known.
+        let mut counts: HashMap<(u32, u32), conns::Counts> = HashMap::new();
+        let mut conns = Vec::new();
+        self.plane
+            .conn_chunks(&mut |chunk| {
+                for (ids, c) in conns::count(chunk, now_ns, &t) {
+                    let sum = counts.entry(ids).or_default();
+                    sum.active += c.active;
+                    sum.inactive += c.inactive;
+                }
+                if with_conns {
+                    conns.extend_from_slice(chunk);
+                }
+            })
+            .context("cannot read the connection table")?;
         let rate = |k: &StatsKey, id: Option<u32>| {
             self.est
                 .get(k)
@@ -561,18 +582,23 @@ impl<P: Plane> Daemon<P> {
         })
     }
 
-    /// Deletes the connections IPVS would have timed out by `now_ns`; returns how many.
+    /// Deletes the connections IPVS would have timed out by `now_ns`; returns how many. The table is
+    /// read in batches (one syscall per `rvs_dataplane::CONN_CHUNK` entries), only the expired keys are
+    /// kept, and they go to the data plane in one call: with millions of entries neither the table nor a
+    /// syscall per entry is needed.
     pub(crate) fn sweep(&mut self, now_ns: u64) -> anyhow::Result<usize> {
-        let conns = self.plane.conns().context("cannot read the connection table")?;
-        let mut n = 0;
-        for k in conns::expired(&conns, now_ns, &self.runtime.timeouts) {
-            // The LRU may have evicted it meanwhile; that is not an error worth more than a debug line.
-            match self.plane.delete_conn(&k) {
-                Ok(()) => n += 1,
-                Err(e) => debug!("cannot delete an expired connection: {e:#}"),
-            }
+        let t = self.runtime.timeouts;
+        let mut keys = Vec::new();
+        self.plane
+            .conn_chunks(&mut |chunk| keys.extend(conns::expired(chunk, now_ns, &t)))
+            .context("cannot read the connection table")?;
+        if keys.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        // An entry the LRU evicted meanwhile is skipped, not an error.
+        self.plane
+            .expire_conns(&keys)
+            .context("cannot delete the expired connections")
     }
 }
 
@@ -807,14 +833,15 @@ mod tests {
                 ..Default::default()
             }))
         }
-        fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
-            Ok(self.conns.clone())
+        /// In chunks of two, so that the tests cross chunk boundaries.
+        fn conn_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
+            self.conns.chunks(2).for_each(&mut *f);
+            Ok(self.conns.len())
         }
-        fn delete_conn(&mut self, key: &ConnKey) -> anyhow::Result<()> {
+        fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
             let before = self.conns.len();
-            self.conns.retain(|(k, _)| k != key);
-            anyhow::ensure!(self.conns.len() < before, "no such entry");
-            Ok(())
+            self.conns.retain(|(k, _)| !keys.contains(k));
+            Ok(before - self.conns.len())
         }
     }
 

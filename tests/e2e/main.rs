@@ -3,6 +3,7 @@
 //! without it. Each test builds its own namespaces with unique names, so they may run in parallel.
 
 mod conns;
+mod conntable;
 mod dr;
 mod dr6;
 mod hashsched;

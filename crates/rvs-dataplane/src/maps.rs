@@ -1,13 +1,15 @@
 //! Typed handles on the director's maps (bpf/include/rvs_maps.h), shared by [`crate::Dataplane`] and
 //! [`crate::TestProgram`]: applying `MapOp`s and reading maps back.
 
-use std::collections::HashSet;
+use std::collections::HashMap as StdHashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use aya::Ebpf;
 use aya::maps::xdp::XdpMapError;
 use aya::maps::{
-    Array, DevMapHash, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues,
+    Array, DevMapHash, HashMap, IterableMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray,
+    PerCpuValues,
     lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use rvs_abi::{
@@ -15,6 +17,7 @@ use rvs_abi::{
     MarkVal, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey, VIP_PRESENT, VipKey, map,
 };
 
+use crate::batch::{self, CHUNK};
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
@@ -342,15 +345,19 @@ impl Maps {
             .map_err(|e| DataplaneError::map(map::DEST, format_args!("get [{id}]"), e))
     }
 
-    /// Every slot holding `DEST_F_VALID`.
+    /// Every slot holding `DEST_F_VALID`, by id; read in batches of [`CHUNK`] slots (rvs_dest has
+    /// `MAX_DEST` of them).
     pub(crate) fn dests(&self) -> Result<Vec<(u32, DestVal)>, DataplaneError> {
         let mut out = Vec::new();
-        for (id, v) in self.dest.iter().enumerate() {
-            let v = v.map_err(|e| DataplaneError::map(map::DEST, format_args!("get [{id}]"), e))?;
-            if v.flags & rvs_abi::DEST_F_VALID != 0 {
-                out.push((id as u32, v));
-            }
-        }
+        batch::lookup_batch::<u32, DestVal>(self.dest.map().fd().as_fd(), CHUNK, |ids, vals| {
+            out.extend(
+                ids.iter()
+                    .copied()
+                    .zip(vals.iter().copied())
+                    .filter(|(_, v)| v.flags & DEST_F_VALID != 0),
+            );
+        })
+        .map_err(|e| DataplaneError::syscall(map::DEST, "batch lookup", e))?;
         Ok(out)
     }
 
@@ -401,32 +408,141 @@ impl Maps {
             .collect()
     }
 
-    /// Every entry of rvs_conn, NAT reply entries included. The table changes while it is walked (the
-    /// data plane inserts, the LRU evicts), so a key that vanished is skipped and a key seen twice (the
-    /// walk restarts when its cursor is evicted) is kept once; the walk stops after twice the table's
-    /// size.
+    /// Every entry of rvs_conn, NAT reply entries included, read [`CHUNK`] entries per syscall and handed
+    /// to `f` one chunk at a time; returns how many. The table changes while it is read (the data
+    /// plane inserts, the LRU evicts): an entry added or removed meanwhile may or may not be seen, and
+    /// none is seen twice (see [`crate::batch`]).
+    pub(crate) fn conn_entry_chunks(
+        &self,
+        mut f: impl FnMut(&[(ConnKey, ConnVal)]),
+    ) -> Result<usize, DataplaneError> {
+        let mut pairs = Vec::with_capacity(CHUNK);
+        batch::lookup_batch::<ConnKey, ConnVal>(self.conn_fd(), CHUNK, |keys, vals| {
+            pairs.clear();
+            pairs.extend(keys.iter().copied().zip(vals.iter().copied()));
+            f(&pairs);
+        })
+        .map_err(|e| DataplaneError::syscall(map::CONN, "batch lookup", e))
+    }
+
+    /// The connections, chunk by chunk as [`Maps::conn_entry_chunks`] reads them, without the NAT
+    /// reply entries, which only index a connection by its real server's side (bpf/lib/conn.h).
+    pub(crate) fn conn_chunks(
+        &self,
+        mut f: impl FnMut(&[(ConnKey, ConnVal)]),
+    ) -> Result<usize, DataplaneError> {
+        let mut conns = Vec::with_capacity(CHUNK);
+        let mut n = 0;
+        self.conn_entry_chunks(|chunk| {
+            conns.clear();
+            conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0));
+            n += conns.len();
+            f(&conns);
+        })?;
+        Ok(n)
+    }
+
+    /// Every entry of rvs_conn, NAT reply entries included (see [`Maps::conn_entry_chunks`]).
     pub(crate) fn conn_entries(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let limit = self.conn_max as usize * 2;
-        for (n, kv) in self.conn.iter().enumerate() {
-            if n >= limit {
-                break;
-            }
-            let (k, v) = kv.map_err(|e| DataplaneError::map(map::CONN, "iterate", e))?;
-            if seen.insert(k) {
-                out.push((k, v));
-            }
-        }
+        self.conn_entry_chunks(|c| out.extend_from_slice(c))?;
         Ok(out)
     }
 
-    /// The connections: every entry but the NAT reply entries, which only index a connection by its
-    /// real server's side (bpf/lib/conn.h).
+    /// The connections: every entry but the NAT reply entries (see [`Maps::conn_chunks`]).
     pub(crate) fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
-        let mut v = self.conn_entries()?;
-        v.retain(|(_, c)| c.flags & CONN_F_REPLY == 0);
-        Ok(v)
+        let mut out = Vec::new();
+        self.conn_chunks(|c| out.extend_from_slice(c))?;
+        Ok(out)
+    }
+
+    /// The kernel memory rvs_conn costs, in bytes: the `memlock` line of its fdinfo, which since Linux
+    /// 6.4 is the map's own account of what it allocated (`htab_map_mem_usage`: buckets, the
+    /// preallocated elements, the LRU lists), whether or not the entries are in use.
+    pub(crate) fn conn_memlock(&self) -> Result<u64, DataplaneError> {
+        let path = format!("/proc/self/fdinfo/{}", self.conn_fd().as_raw_fd());
+        let text = std::fs::read_to_string(&path).map_err(|e| DataplaneError::io("read", &path, e))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                DataplaneError::io(
+                    "find memlock in",
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "no memlock line"),
+                )
+            })
+    }
+
+    fn conn_fd(&self) -> BorrowedFd<'_> {
+        self.conn.map().fd().as_fd()
+    }
+
+    /// Inserts or replaces `keys[i] -> vals[i]`, [`CHUNK`] entries per syscall (tests and benchmarks;
+    /// the data plane creates its own). Returns how many were written.
+    pub(crate) fn set_conns(&mut self, keys: &[ConnKey], vals: &[ConnVal]) -> Result<usize, DataplaneError> {
+        // BPF_ANY: insert or replace.
+        batch::update_batch(self.conn_fd(), keys, vals, 0)
+            .map_err(|e| DataplaneError::syscall(map::CONN, "batch update", e))
+    }
+
+    /// Deletes the connections `keys`, each with its NAT reply entry as [`Maps::delete_conn`] does; a
+    /// key that is no longer there (evicted, or deleted meanwhile) is skipped. Returns how many entries
+    /// of `keys` were deleted.
+    ///
+    /// Only a connection to a NAT real server has a reply entry, and finding it takes the connection's
+    /// value. Without a NAT real server in rvs_dest (read in one batch), the keys go straight to
+    /// BPF_MAP_DELETE_BATCH, [`CHUNK`] per syscall. With one, each key is looked up and deleted in one
+    /// syscall (BPF_MAP_LOOKUP_AND_DELETE_ELEM), its reply entry checked with one lookup, and the reply
+    /// entries deleted in batches.
+    pub(crate) fn expire_conns(&mut self, keys: &[ConnKey]) -> Result<usize, DataplaneError> {
+        let mut nat: StdHashMap<u32, DestVal> = StdHashMap::new();
+        batch::lookup_batch::<u32, DestVal>(self.dest.map().fd().as_fd(), CHUNK, |ids, vals| {
+            for (id, d) in ids.iter().zip(vals) {
+                if d.flags & DEST_F_VALID != 0 && d.fwd == Fwd::Nat as u8 {
+                    nat.insert(*id, *d);
+                }
+            }
+        })
+        .map_err(|e| DataplaneError::syscall(map::DEST, "batch lookup", e))?;
+        let fd = self.conn_fd();
+        if nat.is_empty() {
+            return batch::delete_batch(fd, keys)
+                .map_err(|e| DataplaneError::syscall(map::CONN, "batch delete", e));
+        }
+        let mut deleted = 0;
+        let mut replies = Vec::new();
+        for key in keys {
+            let val: ConnVal = match batch::lookup_and_delete(fd, key) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(DataplaneError::syscall(
+                        map::CONN,
+                        format_args!("lookup and delete {key:?}"),
+                        e,
+                    ));
+                }
+            };
+            deleted += 1;
+            if val.flags & CONN_F_REPLY != 0 {
+                continue;
+            }
+            if let Some(dest) = nat.get(&val.dest_id)
+                && dest.svc_id == val.svc_id
+            {
+                let rkey = reply_key(key, dest);
+                if let Ok(r) = self.conn.get(&rkey, 0)
+                    && r.flags & CONN_F_REPLY != 0
+                    && (r.dest_id, r.svc_id) == (val.dest_id, val.svc_id)
+                {
+                    replies.push(rkey);
+                }
+            }
+        }
+        batch::delete_batch(fd, &replies)
+            .map_err(|e| DataplaneError::syscall(map::CONN, "batch delete", e))?;
+        Ok(deleted)
     }
 
     /// Inserts or replaces a connection (tests and tools; the data plane creates its own).
