@@ -834,6 +834,7 @@ mod pod {
     unsafe impl aya::Pod for TestFib {}
     // SAFETY: see above.
     unsafe impl aya::Pod for VipKey {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for MarkAddr {}
     // SAFETY: see above.
     unsafe impl aya::Pod for MarkVal {}

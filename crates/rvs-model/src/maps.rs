@@ -476,6 +476,10 @@ impl Maps {
     ///
     /// # Errors
     /// The first op a map refuses; the ops before it stay applied.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error carries the refused op for the test that fed it; it is built once, on failure"
+    )]
     pub fn apply(&mut self, ops: &[MapOp]) -> Result<(), ApplyError> {
         for (index, op) in ops.iter().enumerate() {
             self.apply_one(op).map_err(|error| ApplyError {
