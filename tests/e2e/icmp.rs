@@ -21,7 +21,10 @@ const CLOSED_PORT: u16 = 9999;
 /// Sends ICMP messages from a raw socket: `echo DST` pings DST (up to 5 requests, 1 s each) and exits
 /// 0 at the first echo reply from DST; `too-big VIP CLIENT VPORT CPORT MTU` sends VIP the router's
 /// "fragmentation needed" (IPv4) or "packet too big" (IPv6) about a UDP datagram VIP:VPORT ->
-/// CLIENT:CPORT. The kernel computes ICMPv6 checksums of raw sockets itself (RFC 3542 3.1).
+/// CLIENT:CPORT; `tcp-too-big VIP VPORT MTU` opens a TCP connection to VIP:VPORT and sends the same
+/// error about the real server's next segment on it; `listen ADDR PORT` accepts TCP connections and
+/// holds them (60 s at most). The kernel computes ICMPv6 checksums of raw sockets itself (RFC 3542
+/// 3.1).
 const ICMP_PY: &str = r#"
 import socket, struct, sys, time
 
@@ -83,8 +86,57 @@ def too_big(vip, client, vport, cport, mtu):
     sock(v6).sendto(msg, (vip, 0))
     return 0
 
+def tcp_too_big(vip, vport, mtu):
+    # A connection to VIP:VPORT, left idle; then the error about the real server's next segment, whose
+    # sequence number (the client's rcv_nxt, read in repair mode) the real server's TCP checks.
+    v6 = ':' in vip
+    c = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
+    c.settimeout(5)
+    c.connect((vip, vport))
+    client, cport = c.getsockname()[:2]
+    TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ, TCP_RECV_QUEUE = 19, 20, 21, 1
+    c.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+    c.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)
+    seq = struct.unpack('I', c.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
+    c.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+    tcp = struct.pack('!HHI', vport, cport, seq)
+    if v6:
+        ip = struct.pack('!IHBB', 6 << 28, 1400, 6, 64)
+        ip += socket.inet_pton(socket.AF_INET6, vip) + socket.inet_pton(socket.AF_INET6, client)
+        msg = struct.pack('!BBHI', 2, 0, 0, mtu) + ip + tcp
+    else:
+        ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 1400, 0, 0x4000, 64, 6, 0,
+                         socket.inet_aton(vip), socket.inet_aton(client))
+        ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+        msg = struct.pack('!BBHHH', 3, 4, 0, 0, mtu) + ip + tcp
+        msg = msg[:2] + struct.pack('!H', csum(msg)) + msg[4:]
+    sock(v6).sendto(msg, (vip, 0))
+    print('sent: %s:%d -> %s:%d seq %d' % (vip, vport, client, cport, seq))
+    time.sleep(1)
+    return 0
+
+def listen(addr, port):
+    # Holds every connection open; ends by itself after 60 s whatever happens to its parent.
+    l = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((addr, port))
+    l.listen(16)
+    l.settimeout(1)
+    print('ready', flush=True)
+    held, end = [], time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            held.append(l.accept()[0])
+        except socket.timeout:
+            pass
+    return 0
+
 if sys.argv[1] == 'echo':
     sys.exit(echo(sys.argv[2]))
+if sys.argv[1] == 'tcp-too-big':
+    sys.exit(tcp_too_big(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+if sys.argv[1] == 'listen':
+    sys.exit(listen(sys.argv[2], int(sys.argv[3])))
 sys.exit(too_big(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])))
 "#;
 
@@ -197,7 +249,7 @@ fn route_to_client(lab: &DrLab, v6: bool) -> String {
 }
 
 #[test]
-fn dr_frag_needed_about_a_connection_teaches_the_real_server_the_path_mtu() {
+fn dr_frag_needed_about_a_udp_connection_teaches_the_real_server_the_path_mtu() {
     let mut lab = dr_lab(1);
     lab.start_udp_servers().or_log(&lab, "UDP servers");
     lab.add_service_on(Proto::Udp, lab::UDP_PORT, "rr", &[1])
@@ -236,6 +288,116 @@ fn dr_frag_needed_about_a_connection_teaches_the_real_server_the_path_mtu() {
     )
     .or_log(&lab, "the real server's route");
     assert!(route.contains("mtu 1300"), "{route}");
+}
+
+/// [`ICMP_PY`] `listen` in a real server's namespace, killed on drop.
+struct Listener(std::process::Child);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tcp_frag_needed(v6: bool) {
+    let lab = dr_lab(1);
+    let rs1 = lab::real_name(1);
+    let (vip, mtu) = if v6 {
+        lab.enable_ipv6().or_log(&lab, "IPv6 in the lab");
+        let state = lab.realserver_state_dir(1).display().to_string();
+        let vip6 = lab::VIP6.to_string();
+        let out = lab
+            .realserver(1, &["setup", "--vip", &vip6, "--state-dir", &state])
+            .or_log(&lab, "rvs-realserver setup");
+        assert!(
+            out.status.success(),
+            "rvs-realserver setup: {}",
+            lab::describe(&out)
+        );
+        (vip6, "1280")
+    } else {
+        (lab::VIP.to_string(), "1300")
+    };
+    // IPv4: the lab's HTTP server holds the idle connection; IPv6: a listener on the VIP.
+    let _listener = v6.then(|| {
+        let log = lab.run_dir().join("rs1-listen6.log");
+        let file = std::fs::File::create(&log).expect("listener log");
+        let child = lab
+            .topo()
+            .spawn_in(
+                &rs1,
+                Command::new("python3")
+                    .args(["-c", ICMP_PY, "listen", &vip, "80"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(file.try_clone().expect("dup log"))
+                    .stderr(file),
+            )
+            .or_log(&lab, "start the listener");
+        let guard = Listener(child);
+        wait::until(
+            "the listener",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+                if text.contains("ready") {
+                    Ok(())
+                } else {
+                    Err(format!("log so far: {text:?}"))
+                }
+            },
+        )
+        .or_log(&lab, "listener up");
+        guard
+    });
+    let svc = SocketAddr::new(vip.parse().expect("VIP"), 80).to_string();
+    let rs = SocketAddr::new(
+        if v6 {
+            IpAddr::V6(lab::real_ip6(1))
+        } else {
+            IpAddr::V4(lab::real_ip(1))
+        },
+        80,
+    )
+    .to_string();
+    lab.rvsadm_ok(&["-A", "-t", &svc, "-s", "rr"])
+        .or_log(&lab, "rvsadm -A");
+    lab.rvsadm_ok(&["-a", "-t", &svc, "-r", &rs, "-g"])
+        .or_log(&lab, "rvsadm -a");
+    let want = format!("mtu {mtu}");
+    let before = route_to_client(&lab, v6);
+    assert!(!before.contains(&want), "rs1 knows the MTU already: {before}");
+    let (ok, out) = icmp_py(lab.topo(), CLIENT, &["tcp-too-big", &vip, "80", mtu]);
+    assert!(
+        ok,
+        "connection and ICMP error: {out}\n--- rvsd log\n{}",
+        lab.rvsd_log()
+    );
+    wait::until(
+        &format!("rs1 to learn the path MTU {mtu} toward the client ({out})"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let r = route_to_client(&lab, v6);
+            if r.contains(&want) {
+                Ok(r)
+            } else {
+                Err(format!("ip route get: {r}"))
+            }
+        },
+    )
+    .or_log(&lab, "the real server's route");
+}
+
+#[test]
+fn dr_frag_needed_about_a_tcp_connection_reaches_its_real_server() {
+    tcp_frag_needed(false);
+}
+
+#[test]
+fn dr6_packet_too_big_about_a_tcp_connection_reaches_its_real_server() {
+    tcp_frag_needed(true);
 }
 
 // --- (c) Echo requests to the VIP, answered in XDP.

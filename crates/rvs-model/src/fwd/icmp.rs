@@ -417,3 +417,185 @@ pub fn rvs_icmp_process(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut
     }
     rvs_icmp_out(maps, env, frame, pkt, &inv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xdp::rvs_xdp_ingress;
+    use etherparse::{Icmpv4Header, Icmpv4Type, PacketBuilder};
+    use rvs_abi::{Be16, DEST_F_NEIGH, DEST_F_VALID, MapOp, SvcKey, SvcState, SvcVal, addr_v4};
+
+    const VIP: [u8; 4] = [198, 18, 0, 10];
+    const CLIENT: [u8; 4] = [198, 18, 2, 5];
+
+    /// One DR service VIP:80 -> dest 4, with VIP in rvs_vip.
+    fn maps() -> Maps {
+        let mut m = Maps::new(64);
+        let dest = DestVal {
+            dmac: [0xd; 6],
+            smac: [0x5; 6],
+            ifindex: crate::frame::TEST_RUN_INGRESS_IFINDEX,
+            svc_id: 1,
+            flags: DEST_F_VALID | DEST_F_NEIGH,
+            ..Default::default()
+        };
+        let key = SvcKey {
+            addr: addr_v4(VIP),
+            port: Be16::new(80),
+            proto: 6,
+            family: Family::Inet as u8,
+        };
+        let val = SvcVal {
+            id: 1,
+            sched_len: 1,
+            ..Default::default()
+        };
+        m.apply(&[
+            MapOp::DestSet { id: 4, val: dest },
+            MapOp::SchedSet { slot: 0, dest_id: 4 },
+            MapOp::SvcStateSet {
+                id: 1,
+                val: SvcState::default(),
+            },
+            MapOp::SvcSet { key, val },
+            MapOp::VipSet {
+                key: VipKey::of(&key),
+            },
+        ])
+        .unwrap();
+        m
+    }
+
+    fn build(b: etherparse::PacketBuilderStep<etherparse::TcpHeader>, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn syn() -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(CLIENT, VIP, 64)
+            .tcp(40000, 80, 1, 1024)
+            .syn();
+        build(b, &[])
+    }
+
+    /// A router's "fragmentation needed" to the VIP quoting VIP:80 -> client:40000 (IP header + 8).
+    fn frag_needed() -> Vec<u8> {
+        let quote = PacketBuilder::ipv4(VIP, CLIENT, 63)
+            .tcp(80, 40000, 7, 1024)
+            .ack(1);
+        let mut q = Vec::new();
+        quote.write(&mut q, &[]).unwrap();
+        q.truncate(28);
+        let ty = Icmpv4Type::Unknown {
+            type_u8: RVS_ICMP_DEST_UNREACH,
+            code_u8: 4,
+            bytes5to8: [0, 0, 5, 20],
+        };
+        let b = PacketBuilder::ethernet2([3; 6], [4; 6])
+            .ipv4([198, 18, 3, 1], VIP, 64)
+            .icmpv4(ty);
+        let mut out = Vec::new();
+        b.write(&mut out, &q).unwrap();
+        out
+    }
+
+    fn echo() -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(CLIENT, VIP, 60)
+            .icmpv4_echo_request(0x1234, 1);
+        let mut out = Vec::new();
+        b.write(&mut out, b"abcdefgh").unwrap();
+        out
+    }
+
+    #[test]
+    fn error_types_of_each_family() {
+        let v4 = Family::Inet as u8;
+        let v6 = Family::Inet6 as u8;
+        assert!([3, 4, 11].iter().all(|&t| rvs_icmp_is_error(v4, t)));
+        assert!(![0, 5, 8, 12].iter().any(|&t| rvs_icmp_is_error(v4, t)));
+        assert!([1, 2, 3].iter().all(|&t| rvs_icmp_is_error(v6, t)));
+        assert!(![4, 128, 135].iter().any(|&t| rvs_icmp_is_error(v6, t)));
+    }
+
+    #[test]
+    fn frag_needed_goes_to_the_connections_real_and_leaves_the_connection_alone() {
+        let mut m = maps();
+        let env = Env {
+            now_ns: 5,
+            ..Env::default()
+        };
+        assert_eq!(
+            rvs_xdp_ingress(&mut m, &env, &mut Frame::new(&syn())),
+            XdpAction::Tx
+        );
+        let before = m.rvs_conn.entries();
+        let input = frag_needed();
+        let mut f = Frame::new(&input);
+        let later = Env {
+            now_ns: 9,
+            ..Env::default()
+        };
+        assert_eq!(rvs_xdp_ingress(&mut m, &later, &mut f), XdpAction::Tx);
+        assert_eq!(&f.data()[..12], &[[0xd; 6], [0x5; 6]].concat()[..]);
+        assert_eq!(&f.data()[12..], &input[12..]);
+        assert_eq!(m.rvs_conn.entries(), before, "the error changed the connection");
+        assert_eq!(m.rvs_svc_stats.lookup(0, 1).unwrap().inpkts, 2);
+        // Without the connection: to the stack, untouched.
+        let mut m = maps();
+        let mut f = Frame::new(&input);
+        assert_eq!(rvs_xdp_ingress(&mut m, &later, &mut f), XdpAction::Pass);
+        assert_eq!(f.data(), &input[..]);
+    }
+
+    #[test]
+    fn echo_to_a_vip_is_answered_with_valid_checksums() {
+        let mut m = maps();
+        let mut f = Frame::new(&echo());
+        assert_eq!(rvs_xdp_ingress(&mut m, &Env::default(), &mut f), XdpAction::Tx);
+        let p = etherparse::SlicedPacket::from_ethernet(f.data()).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4")
+        };
+        let h = ip.header();
+        assert_eq!((h.source(), h.destination(), h.ttl()), (VIP, CLIENT, 64));
+        assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
+            panic!("not ICMP")
+        };
+        assert_eq!(icmp.type_u8(), RVS_ICMP_ECHOREPLY);
+        let want = Icmpv4Header::with_checksum(icmp.icmp_type(), icmp.payload()).checksum;
+        assert_eq!(icmp.checksum(), want);
+        // The request went from [2; 6] to [4; 6] (destination first on the wire); the answer back.
+        assert_eq!(&f.data()[..12], &[[2; 6], [4; 6]].concat()[..]);
+        // Without the VIP in rvs_vip: passed untouched.
+        let mut m = Maps::new(64);
+        let input = echo();
+        let mut f = Frame::new(&input);
+        assert_eq!(rvs_xdp_ingress(&mut m, &Env::default(), &mut f), XdpAction::Pass);
+        assert_eq!(f.data(), &input[..]);
+    }
+
+    #[test]
+    fn never_panics_on_any_prefix_or_byte_flip() {
+        let env = Env::default();
+        for input in [frag_needed(), echo()] {
+            for len in 0..=input.len() {
+                let mut m = maps();
+                let _ = rvs_xdp_ingress(&mut m, &env, &mut Frame::new(&syn()));
+                let _ = rvs_xdp_ingress(&mut m, &env, &mut Frame::new(&input[..len]));
+            }
+            for i in 0..input.len() {
+                for x in [0x01u8, 0x0f, 0x80, 0xff] {
+                    let mut f = input.clone();
+                    f[i] ^= x;
+                    let mut m = maps();
+                    let _ = rvs_xdp_ingress(&mut m, &env, &mut Frame::new(&syn()));
+                    let _ = rvs_xdp_ingress(&mut m, &env, &mut Frame::new(&f));
+                }
+            }
+        }
+    }
+}
