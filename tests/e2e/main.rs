@@ -5,6 +5,7 @@
 mod conns;
 mod dr;
 mod dr6;
+mod fwmark;
 mod hashsched;
 mod listing;
 mod nat;

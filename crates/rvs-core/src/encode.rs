@@ -625,7 +625,7 @@ pub fn mark_entries(marks: &BTreeMap<u32, Vec<MarkMatch>>) -> Result<Vec<(MarkKe
             .filter(|((p, a, l), _)| *p == proto && *l < prefix && covers(*a, *l, addr, prefix))
             .map(|((_, _, l), r)| (*l, r))
             .collect();
-        covering.sort_by(|a, b| b.0.cmp(&a.0));
+        covering.sort_by_key(|c| std::cmp::Reverse(c.0));
         let all: Vec<MarkRange> = own
             .iter()
             .chain(covering.into_iter().flat_map(|(_, r)| r.iter()))
