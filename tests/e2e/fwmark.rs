@@ -68,7 +68,7 @@ fn start_port2_servers(lab: &DrLab) -> Servers {
 /// server and every one to 8080 on the other (two services would split each port evenly instead).
 #[test]
 fn one_fwmark_service_schedules_two_ports_with_one_rr() {
-    let lab = lab(2);
+    let mut lab = lab(2);
     let _servers = start_port2_servers(&lab);
     let m = format!("tcp:{VIP}/32:80");
     let m2 = format!("tcp:{VIP}:{PORT2}");
@@ -166,4 +166,24 @@ fn one_fwmark_service_schedules_two_ports_with_one_rr() {
         lab.rvsadm_ok(&["-Sn"]).or_log(&lab, "rvsadm -Sn after refusals"),
         saved
     );
+
+    // The rules file keeps the marks: a restarted rvsd classifies again (without the mark, these
+    // connections would reach the director's own stack, where nothing listens on these ports).
+    lab.stop_rvsd().or_log(&lab, "stop rvsd");
+    lab.start_rvsd().or_log(&lab, "start rvsd again");
+    assert_eq!(
+        lab.rvsadm_ok(&["-Sn"])
+            .or_log(&lab, "rvsadm -Sn after the restart"),
+        saved
+    );
+    for port in [80, PORT2, 80, PORT2] {
+        let to = SocketAddr::new(IpAddr::V4(VIP), port);
+        let from = lab.client_source().or_log(&lab, "client port");
+        let name = lab
+            .topo()
+            .run_in(CLIENT, || http::get_once(to, Some(from)))
+            .or_log(&lab, "client thread")
+            .or_log(&lab, "a connection through the mark after the restart");
+        assert!(name == "rs1" || name == "rs2", "{to} answered {name:?}");
+    }
 }
