@@ -6,6 +6,7 @@ mod conns;
 mod conntable;
 mod dr;
 mod dr6;
+mod fwmark;
 mod hashsched;
 mod icmp;
 mod listing;

@@ -304,7 +304,8 @@ fn assert_tunnel_dests(lab: &DrLab, reals: &[IpAddr], laddr: IpAddr, mtu: u32) {
         .collect();
     wait::until(
         "rvsd to resolve the tunnel real servers",
-        Duration::from_secs(10),
+        // Generous: on a loaded machine one bpftool dump alone has taken over 10 s.
+        Duration::from_secs(30),
         Duration::from_millis(100),
         || {
             let got = tunnel_dests(lab);

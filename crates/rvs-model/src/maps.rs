@@ -478,7 +478,7 @@ impl Maps {
     /// The first op a map refuses; the ops before it stay applied.
     #[allow(
         clippy::result_large_err,
-        reason = "the error carries the refused op for the test that fed it; it is built once, on failure"
+        reason = "the error carries the refused op, whose MarkSet holds a whole rvs_mark value; errors are rare"
     )]
     pub fn apply(&mut self, ops: &[MapOp]) -> Result<(), ApplyError> {
         for (index, op) in ops.iter().enumerate() {

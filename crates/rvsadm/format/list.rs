@@ -351,6 +351,29 @@ mod tests {
     }
 
     #[test]
+    fn fwmark_services_list_as_ipvsadm_lists_them_after_the_others() {
+        let s = snap(
+            "-A -f 2 -6 -s rr -p 60 -M 64\n-a -f 2 -6 -r [2001:db8::10]:0 -i\n\
+             -A -f 1 -s wrr\n-a -f 1 -r 198.18.1.11 -g\n-A -t 198.18.0.100:80 -s rr\n",
+        );
+        let got = run(&s, "-L", &LongNames);
+        let services: Vec<&str> = got.lines().skip(3).filter(|l| !l.starts_with("  ->")).collect();
+        // ipvs_cmp_services: fwmark first (0 for services by address), then the family.
+        assert_eq!(
+            services,
+            [
+                "TCP  a-very-long-host-name-for-19 rr",
+                "FWM  1 wrr",
+                "FWM  2 IPv6 rr persistent 60 mask 64"
+            ]
+        );
+        assert!(
+            got.contains("\n  -> a-very-long-host-name-for-19 Route   1"),
+            "{got}"
+        );
+    }
+
+    #[test]
     fn connection_headers() {
         let s = snap("");
         assert_eq!(

@@ -297,6 +297,85 @@ mod tests {
         }
     }
 
+    fn table(rules: &str) -> Result<crate::table::Table, (usize, crate::domain::ApplyError)> {
+        let cmds = crate::ipvsadm::parse_rules(rules).expect("rules parse");
+        let mut t = crate::table::Table::new();
+        t.apply_all(&cmds).map(|()| t)
+    }
+
+    #[test]
+    fn the_table_refuses_what_the_data_plane_cannot_hold() {
+        use crate::domain::ApplyError;
+        let base = "--add-mark 1 --match tcp:198.18.0.100:80-90\n";
+        assert!(table(base).is_ok());
+        for (more, want) in [
+            ("--add-mark 1 --match tcp:198.18.0.1:1\n", ApplyError::MarkExists),
+            ("--del-mark 2\n", ApplyError::NoSuchMark),
+            (
+                "--add-mark 2 --match tcp:198.18.0.100:90-95\n",
+                ApplyError::MarkOverlap(1),
+            ),
+            (
+                "-A -f 1 -s rr\n-a -f 1 -r 198.18.1.11 -m\n",
+                ApplyError::FwmarkMasq,
+            ),
+        ] {
+            let rules = format!("{base}{more}");
+            assert_eq!(table(&rules).map(drop).map_err(|e| e.1), Err(want), "{rules}");
+        }
+        // Another prefix or protocol does not overlap; the longer prefix simply wins.
+        assert!(
+            table(&format!(
+                "{base}--add-mark 2 --match tcp:198.18.0.0/24:80\n--add-mark 3 --match udp:198.18.0.100:80\n"
+            ))
+            .is_ok()
+        );
+        // 17 ranges under one prefix do not fit an entry.
+        let many: String = (0..17u16)
+            .map(|i| format!(" --match tcp:198.18.0.100:{}", 1000 + i))
+            .collect();
+        assert_eq!(
+            table(&format!("--add-mark 5{many}\n")).map(drop).map_err(|e| e.1),
+            Err(ApplyError::MarkTooManyRanges)
+        );
+        // -C clears the marks with the services; -D of a mark service leaves its mark.
+        let t = table(&format!("{base}-A -f 1 -s rr\n-D -f 1\n")).unwrap();
+        assert_eq!(t.marks().len(), 1);
+        assert!(table(&format!("{base}-C\n")).unwrap().marks().is_empty());
+    }
+
+    #[test]
+    fn entries_carry_the_ranges_of_covering_prefixes_after_their_own() {
+        let t = table(
+            "--add-mark 1 --match tcp:198.18.0.0/16:1-10 --match tcp:198.18.0.0/24:20-30\n\
+             --add-mark 2 --match tcp:198.18.0.7:20 --match udp:198.18.0.7:20\n",
+        )
+        .unwrap();
+        let marks: std::collections::BTreeMap<u32, Vec<MarkMatch>> =
+            t.marks().into_iter().map(|m| (m.mark, m.matches)).collect();
+        let entries = crate::encode::mark_entries(&marks).unwrap();
+        type Ranges = Vec<(u16, u16, u32)>;
+        let summary: Vec<(u8, u32, Ranges)> = entries
+            .iter()
+            .map(|(k, v)| {
+                let r = v.ranges[..v.n as usize]
+                    .iter()
+                    .map(|r| (r.lo, r.hi, r.mark))
+                    .collect();
+                (k.data.proto, k.prefixlen - 32, r)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (6, 16, vec![(1, 10, 1)]),
+                (6, 24, vec![(20, 30, 1), (1, 10, 1)]),
+                (6, 32, vec![(20, 20, 2), (20, 30, 1), (1, 10, 1)]),
+                (17, 32, vec![(20, 20, 2)]),
+            ]
+        );
+    }
+
     #[test]
     fn rules_accept_mark_lines() {
         let cmds =
