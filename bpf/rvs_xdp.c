@@ -3,6 +3,8 @@
  * service it finds or schedules the connection's real server and forwards the packet to it by the real
  * server's method: direct routing (lib/dr.h), NAT (lib/nat.h) or IP-in-IP tunnel (lib/tun.h). When NAT is configured, a packet to no
  * service may be a NAT real server's reply, which goes back to the client from the virtual address.
+ * ICMP errors about a tracked connection go to its other side, and echo requests to a virtual address
+ * are answered (lib/icmp.h).
  * Everything else goes to the stack untouched (XDP_PASS), so the director stays reachable.
  * rvs_xdp_process lists the stages; each helper's comment says what its stage decides. rvs-model
  * mirrors every function (its xdp.rs mirrors this file). */
@@ -22,6 +24,7 @@
 #include "lib/tun.h"
 #include "lib/stats.h"
 #include "lib/expire.h"
+#include "lib/icmp.h"
 
 /* Puts the ABI enums, and the ABI structs no map holds (clang's BTF keeps no local variable's type),
  * into the object's BTF, where rvs-bpf/tests/abi_layout.rs compares them with their Rust mirrors.
@@ -160,8 +163,9 @@ rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 	return ret;
 }
 
-/* The packet path, returning a verdict (lib/verdict.h): parse; service lookup (a miss is a NAT reply,
- * or passes the frame untouched); connection; forwarding; per-CPU stats of every forwarded packet.
+/* The packet path, returning a verdict (lib/verdict.h): parse (ICMP and ICMPv6 go to lib/icmp.h after
+ * the IP header); service lookup (a miss is a NAT reply, or passes the frame untouched); connection;
+ * forwarding; per-CPU stats of every forwarded packet.
  * Mirror: rvs-model/src/xdp.rs */
 static __always_inline int
 rvs_xdp_process(struct xdp_md *ctx)
@@ -184,6 +188,8 @@ rvs_xdp_process(struct xdp_md *ctx)
 		ret = rvs_parse_ipv6(data, data_end, &pkt);
 	if (ret != RVS_OK)
 		return ret;
+	if (pkt.proto == IPPROTO_ICMP || pkt.proto == IPPROTO_ICMPV6)
+		return rvs_icmp_process(ctx, &pkt);
 	ret = rvs_parse_l4(data, data_end, &pkt);
 	if (ret != RVS_OK)
 		return ret;

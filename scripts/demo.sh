@@ -1,6 +1,7 @@
 #!/bin/bash
-# Runs the demo: installs system packages, builds, then `cargo xtask demo` (namespaces, rvsd, a wrr
-# service over three real servers, 600 requests, `rvsadm -Ln` and the spread, cleanup). Needs root.
+# Runs the demo: installs system packages, builds, then `cargo xtask demo` (namespaces, rvsd, one
+# service per forwarding method (DR, NAT, TUN) over two real servers each, 300 HTTP requests to each,
+# `rvsadm -Ln` and the spread, cleanup). Needs root.
 # Extra arguments go to the demo (--release, --requests N).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -19,6 +19,13 @@
 #define RVS_CONN_DEFAULT	1048576	/* default max_entries of rvs_conn */
 #define RVS_MAX_TX_PORTS	256	/* interfaces XDP_REDIRECT can reach (rvs_tx_ports) */
 #define RVS_TEST_FIB_MAX	64	/* routes a test can give rvs_fib_lookup (rvs_test_fib) */
+#define RVS_MAX_MARK_PREFIXES	1024	/* rvs_mark entries: (family, protocol, address prefix) */
+#define RVS_MARK_RANGES		16	/* port ranges in one rvs_mark entry */
+
+/* rvs_svc_key.proto of a firewall-mark service (-f MARK): no packet has it (the parser passes only TCP
+ * and UDP on), addr[0] holds the mark in host order, the rest of addr and port are zero, and family is
+ * the service's (-6 or not). */
+#define RVS_SVC_PROTO_FWMARK	0
 
 enum rvs_family {
 	RVS_AF_INET	= 1,
@@ -133,6 +140,41 @@ struct rvs_svc_key {
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_svc_key, 20);
 
+/* What an rvs_mark entry matches, after its prefix length: family and protocol always (the prefix
+ * length counts their 32 bits), then the first bits of the address. */
+struct rvs_mark_addr {
+	__u8 family;		/* enum rvs_family */
+	__u8 proto;		/* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 _pad[2];
+	__be32 addr[4];		/* IPv4 in addr[0], rest zero; or IPv6 */
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_mark_addr, 20);
+
+/* Key of rvs_mark, an LPM trie: struct bpf_lpm_trie_key_hdr's prefixlen, then the data. */
+struct rvs_mark_key {
+	__u32 prefixlen;	/* 32 (family, proto, _pad) + the address prefix length */
+	struct rvs_mark_addr data;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_mark_key, 24);
+
+/* A destination port range (host order, inclusive) and the mark it gives. */
+struct rvs_mark_range {
+	__u16 lo;
+	__u16 hi;
+	__u32 mark;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_mark_range, 8);
+
+/* Value of rvs_mark: the port ranges of a (family, protocol, prefix), most specific prefix first. The
+ * encoder copies the ranges of every shorter prefix that covers this one after its own, so that the
+ * longest-prefix match alone answers: the first range holding the port gives the mark. */
+struct rvs_mark_val {
+	__u32 n;		/* ranges in use, at most RVS_MARK_RANGES */
+	__u32 _pad;
+	struct rvs_mark_range ranges[RVS_MARK_RANGES];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_mark_val, 136);
+
 /* Value of rvs_svc. sched_base/sched_len name this service's region of rvs_sched; the daemon writes a
  * new region before switching these fields, so a packet never sees a half-written table. */
 struct rvs_svc_val {
@@ -244,6 +286,16 @@ struct rvs_cfg {
 	__u32 _pad;
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_cfg, 8);
+
+/* Key of rvs_vip: an address some virtual service uses, of any port and protocol (value: 1). Written
+ * by the encoder from the service table; the director answers echo requests to it (lib/icmp.h), even
+ * when no interface of the director holds the address. */
+struct rvs_vip_key {
+	__be32 addr[4];		/* IPv4 in addr[0], rest zero; or IPv6 */
+	__u8 family;		/* enum rvs_family */
+	__u8 _pad[3];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_vip_key, 20);
 
 /* Key of rvs_test_fib: the destination that lib/hooks.h's rvs_fib_lookup is asked about. */
 struct rvs_test_fib_key {

@@ -20,6 +20,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_svc SEC(".maps");
 
+/* Firewall marks (rvsadm --add-mark): (family, protocol, address prefix) -> port ranges and their
+ * marks, looked up when a packet matches no service by address (lib/mark.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, RVS_MAX_MARK_PREFIXES);
+	__type(key, struct rvs_mark_key);
+	__type(value, struct rvs_mark_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_mark SEC(".maps");
+
 /* Real servers by dest id. A slot without RVS_DEST_F_VALID is free. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -40,6 +51,16 @@ struct {
 	__type(value, struct rvs_svc_key);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_svc_addr SEC(".maps");
+
+/* Virtual addresses (struct rvs_vip_key -> 1): every address of a service in rvs_svc, at most one
+ * entry per service. Echo requests to them are answered in XDP (lib/icmp.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_MAX_SVC);
+	__type(key, struct rvs_vip_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_vip SEC(".maps");
 
 /* Scheduler tables: slot -> dest id; service i owns [sched_base, sched_base + sched_len). */
 struct {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Ethernet (+ one 802.1Q tag), IPv4, IPv6, TCP and UDP parsing into struct rvs_pkt. The checks run in a fixed
+/* Ethernet (+ one 802.1Q tag), IPv4, IPv6, TCP and UDP parsing into struct rvs_pkt (ICMP and ICMPv6
+ * stop after the IP header: lib/icmp.h reads them). The checks run in a fixed
  * order and the model runs them in the same order, so both report the same drop reason for a frame
  * that is wrong in more than one way. */
 #ifndef RVS_PARSE_H
@@ -34,9 +35,9 @@ struct rvs_pkt {
 	__be16 sport;
 	__be16 dport;
 	__u16 l3_off;		/* offset of the IP header in the frame */
-	__u16 l4_off;		/* offset of the TCP/UDP header in the frame */
+	__u16 l4_off;		/* offset of the TCP/UDP (or ICMP) header in the frame */
 	__u16 ip_len;		/* IP total length, host order: the unit of the byte counters */
-	__u8 proto;		/* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 proto;		/* IPPROTO_TCP, IPPROTO_UDP, or IPPROTO_ICMP(V6) until lib/icmp.h */
 	__u8 family;		/* enum rvs_family */
 	__u8 tcp_flags;		/* byte 13 of the TCP header; 0 for UDP */
 };
@@ -74,7 +75,8 @@ rvs_parse_eth(void *data, void *data_end, struct rvs_pkt *pkt)
 /* Checks the IPv4 header at pkt->l3_off and fills the addresses, protocol and lengths. In order:
  * fixed header truncated -> IPV4_SHORT; version != 4 or IHL < 5 -> IPV4_BAD; options truncated ->
  * IPV4_SHORT; total length below the header or beyond the frame -> IPV4_BAD; a fragment (MF or an
- * offset) -> XDP_PASS untouched (the stack reassembles; a known limitation); not TCP/UDP -> XDP_PASS.
+ * offset) -> XDP_PASS untouched (the stack reassembles; a known limitation); not TCP, UDP or ICMP ->
+ * XDP_PASS.
  * Mirror: rvs-model/src/parse.rs */
 static __always_inline int
 rvs_parse_ipv4(void *data, void *data_end, struct rvs_pkt *pkt)
@@ -94,7 +96,7 @@ rvs_parse_ipv4(void *data, void *data_end, struct rvs_pkt *pkt)
 		return -RVS_DROP_IPV4_BAD;
 	if (bpf_ntohs(ip->frag_off) & (RVS_IP_MF | RVS_IP_OFFMASK))
 		return XDP_PASS;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_ICMP)
 		return XDP_PASS;
 	pkt->saddr[0] = ip->saddr;
 	pkt->daddr[0] = ip->daddr;
@@ -106,8 +108,9 @@ rvs_parse_ipv4(void *data, void *data_end, struct rvs_pkt *pkt)
 
 /* Checks the fixed IPv6 header at pkt->l3_off and fills the addresses, protocol and lengths. In order:
  * header truncated -> IPV6_SHORT; version != 6 -> IPV6_BAD; payload length beyond the frame ->
- * IPV6_BAD; a next header other than TCP or UDP -> XDP_PASS untouched. That covers ICMPv6, so neighbour
- * and router discovery reach the stack, and every extension header (hop-by-hop, routing, fragment,
+ * IPV6_BAD; a next header other than TCP, UDP or ICMPv6 -> XDP_PASS untouched (lib/icmp.h passes
+ * every ICMPv6 message it does not handle, neighbour and router discovery included). That covers every
+ * extension header (hop-by-hop, routing, fragment,
  * destination options, AH, ESP, ...): rvs does not walk extension headers, so a packet that carries one
  * goes to the stack even when it is addressed to a virtual service (a known limitation, as IPv4
  * fragments; a jumbogram, payload length 0, always carries hop-by-hop). The byte counters count the
@@ -126,7 +129,7 @@ rvs_parse_ipv6(void *data, void *data_end, struct rvs_pkt *pkt)
 	plen = bpf_ntohs(ip6->payload_len);
 	if ((void *)(ip6 + 1) + plen > data_end)
 		return -RVS_DROP_IPV6_BAD;
-	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP)
+	if (ip6->nexthdr != IPPROTO_TCP && ip6->nexthdr != IPPROTO_UDP && ip6->nexthdr != IPPROTO_ICMPV6)
 		return XDP_PASS;
 	__builtin_memcpy(pkt->saddr, &ip6->saddr, sizeof(pkt->saddr));
 	__builtin_memcpy(pkt->daddr, &ip6->daddr, sizeof(pkt->daddr));

@@ -9,14 +9,20 @@
 #include "rvs_abi.h"
 #include "rvs_maps.h"
 #include "lib/parse.h"
+#include "lib/mark.h"
 
-/* The service that @pkt is addressed to (daddr, dport, proto, family), or NULL. The key is zeroed
- * first: the hash compares all 20 bytes, and IPv4 leaves addr[1..3] unused.
+/* The service that @pkt is addressed to: the one of its (daddr, dport, proto, family), else the
+ * firewall-mark service of its mark (lib/mark.h) and family, else NULL. The key is zeroed first: the
+ * hash compares all 20 bytes, and IPv4 leaves addr[1..3] unused. A connection of a mark service is
+ * keyed by the packet's own tuple like any other (lib/conn.h), so each of its packets finds the
+ * service the same way.
  * Mirror: rvs-model/src/svc.rs */
 static __always_inline struct rvs_svc_val *
 rvs_svc_lookup(const struct rvs_pkt *pkt)
 {
+	struct rvs_svc_val *svc;
 	struct rvs_svc_key key;
+	__u32 mark;
 
 	__builtin_memset(&key, 0, sizeof(key));
 	key.addr[0] = pkt->daddr[0];
@@ -25,6 +31,16 @@ rvs_svc_lookup(const struct rvs_pkt *pkt)
 	key.addr[3] = pkt->daddr[3];
 	key.port = pkt->dport;
 	key.proto = pkt->proto;
+	key.family = pkt->family;
+	svc = bpf_map_lookup_elem(&rvs_svc, &key);
+	if (svc)
+		return svc;
+	mark = rvs_mark_of(pkt);
+	if (!mark)
+		return NULL;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.addr[0] = mark;
+	key.proto = RVS_SVC_PROTO_FWMARK;
 	key.family = pkt->family;
 	return bpf_map_lookup_elem(&rvs_svc, &key);
 }

@@ -66,7 +66,14 @@ pub(crate) fn run(
             Err(o) => o,
         },
         Invocation::Save { numeric } => match snapshot(daemon, false) {
-            Ok(snap) => Outcome::out(format::save(&snap, numeric, names)),
+            Ok(snap) => match marks(daemon) {
+                Ok(m) => Outcome::out(format::mark_rules(&m) + &format::save(&snap, numeric, names)),
+                Err(o) => o,
+            },
+            Err(o) => o,
+        },
+        Invocation::ListMarks => match marks(daemon) {
+            Ok(m) => Outcome::out(format::list_marks(&m)),
             Err(o) => o,
         },
         Invocation::Restore => restore(stdin, daemon),
@@ -133,6 +140,16 @@ fn request(daemon: &mut dyn Daemon, req: &Request, lines: &[usize]) -> Outcome {
         },
         Ok(other) => unexpected(other),
         Err(e) => client_error(&e),
+    }
+}
+
+/// The declared firewall marks; none from a daemon that predates them (it fails the request).
+fn marks(daemon: &mut dyn Daemon) -> Result<Vec<rvs_core::Mark>, Outcome> {
+    match daemon.call(&Request::Marks) {
+        Ok(Response::Marks(m)) => Ok(m),
+        Ok(Response::Failed(_)) => Ok(Vec::new()),
+        Ok(other) => Err(unexpected(other)),
+        Err(e) => Err(client_error(&e)),
     }
 }
 
@@ -364,7 +381,12 @@ mod tests {
 
     #[test]
     fn list_save_and_missing_service() {
-        let mut f = Fake::new((0..3).map(|_| Ok(Response::Snapshot(one_service()))).collect());
+        let mut f = Fake::new(vec![
+            Ok(Response::Snapshot(one_service())),
+            Ok(Response::Snapshot(one_service())),
+            Ok(Response::Marks(vec![])),
+            Ok(Response::Snapshot(one_service())),
+        ]);
         let o = go("rvsadm", "-Ln", "", &mut f);
         assert_eq!(
             o.stdout,
@@ -381,6 +403,34 @@ mod tests {
         assert_eq!(
             go("rvsadm", "-Ln -t 198.18.0.100:99", "", &mut f),
             Outcome::err("No such service", 1)
+        );
+    }
+
+    #[test]
+    fn save_writes_the_marks_first_and_an_older_daemon_has_none() {
+        let marks = parse_args(&["--add-mark", "1", "--match", "tcp:198.18.0.100:80-81"]);
+        let Ok(Invocation::Command(Command::AddMark(m))) = marks else {
+            panic!("{marks:?}")
+        };
+        let mut f = Fake::new(vec![
+            Ok(Response::Snapshot(one_service())),
+            Ok(Response::Marks(vec![m.clone()])),
+            Ok(Response::Marks(vec![m])),
+            Ok(Response::Snapshot(one_service())),
+            Ok(Response::Failed("malformed request".into())),
+        ]);
+        assert_eq!(
+            go("rvsadm", "-Sn", "", &mut f).stdout,
+            "--add-mark 1 --match tcp:198.18.0.100/32:80-81\n-A -t 198.18.0.100:80 -s rr\n\
+             -a -t 198.18.0.100:80 -r 198.18.1.11:80 -m -w 1\n"
+        );
+        assert_eq!(
+            go("rvsadm", "--list-marks", "", &mut f).stdout,
+            "Mark       Prot Prefix:Ports\n1          TCP  198.18.0.100/32:80-81\n"
+        );
+        assert_eq!(
+            go("rvsadm", "-Sn", "", &mut f).stdout,
+            "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.11:80 -m -w 1\n"
         );
     }
 
@@ -434,13 +484,21 @@ mod tests {
 
     #[test]
     fn only_the_connection_listing_asks_for_connections() {
-        let mut f = Fake::new((0..4).map(|_| Ok(Response::Snapshot(one_service()))).collect());
+        let mut answers: Vec<_> = (0..4).map(|_| Ok(Response::Snapshot(one_service()))).collect();
+        answers.push(Ok(Response::Marks(vec![])));
+        let mut f = Fake::new(answers);
         for line in ["-Lnc", "-Ln", "-Ln --timeout", "-S -n"] {
             assert_eq!(go("rvsadm", line, "", &mut f).code, 0, "{line}");
         }
         assert_eq!(
             f.asked,
-            [Request::ListConns, Request::List, Request::List, Request::List]
+            [
+                Request::ListConns,
+                Request::List,
+                Request::List,
+                Request::List,
+                Request::Marks
+            ]
         );
     }
 }

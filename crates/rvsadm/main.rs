@@ -8,9 +8,11 @@
 //!
 //! Differences from ipvsadm, on purpose: `-R` parses all of stdin before sending anything and applies it
 //! as one all-or-nothing batch (errors say `line N: ...`), and skips `#` comment lines; rvs refuses
-//! features it does not have (fwmark/SCTP services, persistence engines, GUE/GRE, sync daemons) with
+//! features it does not have (SCTP services, persistence engines, GUE/GRE, sync daemons) with
 //! exit 255, as ipvsadm does for an operation the kernel refuses. `--set` timeouts survive an rvsd
 //! restart, and apply at once to existing connections too (IPVS uses them from an entry's next packet).
+//! rvs's own `--add-mark`, `--del-mark` and `--list-marks` declare the firewall marks that `-f`
+//! services receive (XDP runs before netfilter, so no iptables mark exists yet; docs/configuration.md).
 
 mod app;
 mod daemon;

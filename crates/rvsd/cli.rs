@@ -31,8 +31,9 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DIR")]
     pub(crate) pin_dir: Option<PathBuf>,
 
-    /// Size of the connection table, in entries [default: 1048576].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Size of the connection table, in entries, 1 to 134217728 [default: 1048576]. The kernel
+    /// allocates all of it at start (about 130 bytes an entry; a NAT connection takes two entries).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(rvs_dataplane::CONN_MAX_LIMIT)))]
     pub(crate) conn_max: Option<u32>,
 
     /// Detach the director from every interface, remove the pinned program and maps and the socket, exit.
@@ -76,8 +77,14 @@ mod tests {
     }
 
     #[test]
-    fn zero_conn_max_is_refused() {
+    fn conn_max_is_refused_at_zero_and_above_the_kernels_limit() {
         assert!(Args::try_parse_from(["rvsd", "--conn-max", "0"]).is_err());
+        let a = Args::try_parse_from(["rvsd", "--conn-max", "16777216"]).unwrap();
+        assert_eq!(a.conn_max, Some(16_777_216));
+        let a = Args::try_parse_from(["rvsd", "--conn-max", "134217728"]).unwrap();
+        assert_eq!(a.conn_max, Some(134_217_728));
+        let e = Args::try_parse_from(["rvsd", "--conn-max", "134217729"]).unwrap_err();
+        assert!(e.to_string().contains("1..=134217728"), "{e}");
     }
 
     #[test]

@@ -71,7 +71,12 @@ pub(crate) fn merge(args: &Args, file: FileConfig) -> anyhow::Result<Config> {
         args.interfaces.clone()
     };
     let conn_max = args.conn_max.or(file.conn_max).unwrap_or(rvs_abi::CONN_DEFAULT);
-    anyhow::ensure!(conn_max > 0, "conn_max must be at least 1");
+    let limit = rvs_dataplane::CONN_MAX_LIMIT;
+    anyhow::ensure!(
+        (1..=limit).contains(&conn_max),
+        "conn_max = {conn_max}: the connection table takes 1 to {limit} entries ({limit} is the largest \
+         hash map the kernel makes)"
+    );
     Ok(Config {
         interfaces,
         socket: args
@@ -170,6 +175,18 @@ conn_max = 4096
     fn unknown_keys_and_zero_conn_max_are_refused() {
         assert!(parse("interface = [\"eth0\"]\n").is_err());
         assert!(merge(&args(&[]), parse("conn_max = 0\n").unwrap()).is_err());
+    }
+
+    #[test]
+    fn conn_max_up_to_the_kernels_limit_is_accepted_and_above_it_refused() {
+        for n in [16_777_216u32, 134_217_728] {
+            let c = merge(&args(&[]), parse(&format!("conn_max = {n}\n")).unwrap()).unwrap();
+            assert_eq!(c.conn_max, n);
+        }
+        let e = merge(&args(&[]), parse("conn_max = 134217729\n").unwrap()).unwrap_err();
+        assert!(format!("{e:#}").contains("1 to 134217728"), "{e:#}");
+        // Beyond u32 is a type error of the file, not a silent wrap.
+        assert!(parse("conn_max = 4294967296\n").is_err());
     }
 
     #[test]

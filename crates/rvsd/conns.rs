@@ -9,10 +9,11 @@
 //! timeouts in force at the time of asking, so a `--set` applies at once to existing entries too (IPVS
 //! re-arms an entry's timer with the new value only at its next packet).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rvs_abi::{
-    CONN_C_DEAD, CONN_F_REPLY, ConnKey, ConnVal, DestVal, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
+    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_REPLY, ConnKey, ConnVal, DestVal, SvcKey, SvcVal, TIMEOUT_SLOTS,
+    TcpState,
 };
 use rvs_api::Timeouts;
 
@@ -107,10 +108,82 @@ pub(crate) fn plane_timeouts(t: &Timeouts) -> rvs_abi::Timeouts {
     out
 }
 
-/// The keys the sweep hands to the data plane's expiry: connections that timed out, whose real server
-/// is gone (a dest slot no longer valid, of another service, or of another generation: rvs keeps IPVS's
-/// `expire_nodest_conn` on) or that a packet claimed; then NAT reply entries whose connection is gone,
-/// going or names another real server. The data plane decides again for each.
+/// The keys the sweep hands to the data plane's expiry, gathered from the table one batch at a time:
+/// connections that timed out, whose real server is gone (a dest slot no longer valid, of another
+/// service, or of another generation: rvs keeps IPVS's `expire_nodest_conn` on) or that a packet
+/// claimed; then NAT reply entries whose connection is gone, going or names another real server. The
+/// data plane decides again for each. Memory: the due keys, plus the live NAT connections and the
+/// reply entries (a reply entry can only be judged once every connection has been seen).
+pub(crate) struct Due {
+    live: HashMap<u32, (u32, u32)>,
+    vs_of: HashMap<u32, SvcKey>,
+    now_ns: u64,
+    t: Timeouts,
+    out: Vec<ConnKey>,
+    /// Live NAT connections: key -> dest id.
+    nat: HashMap<ConnKey, u32>,
+    /// Reply entries: (key, the client-side key it leads to, dest id); `None` when no service has its
+    /// id any more.
+    replies: Vec<(ConnKey, Option<ConnKey>, u32)>,
+}
+
+impl Due {
+    /// A sweep at `now_ns` over a table whose valid real servers are `dests` and services `svcs`.
+    pub(crate) fn new(
+        dests: &[(u32, DestVal)],
+        svcs: &[(SvcKey, SvcVal)],
+        now_ns: u64,
+        t: &Timeouts,
+    ) -> Self {
+        Due {
+            live: dests.iter().map(|(id, d)| (*id, (d.svc_id, d.dgen))).collect(),
+            vs_of: svcs.iter().map(|(k, v)| (v.id, *k)).collect(),
+            now_ns,
+            t: *t,
+            out: Vec::new(),
+            nat: HashMap::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    /// Looks at one batch of entries.
+    pub(crate) fn feed(&mut self, chunk: &[(ConnKey, ConnVal)]) {
+        for (k, v) in chunk {
+            if v.flags & CONN_F_REPLY != 0 {
+                let client = self.vs_of.get(&v.svc_id).map(|vs| ConnKey {
+                    saddr: k.daddr,
+                    daddr: vs.addr,
+                    sport: k.dport,
+                    dport: vs.port,
+                    proto: k.proto,
+                    family: k.family,
+                    _pad: [0; 2],
+                });
+                self.replies.push((*k, client, v.dest_id));
+                continue;
+            }
+            let dest_ok = self.live.get(&v.dest_id) == Some(&(v.svc_id, v.dest_gen));
+            if v.cflags & CONN_C_DEAD != 0 || !dest_ok || is_expired(k, v, self.now_ns, &self.t) {
+                self.out.push(*k);
+            } else if v.flags & CONN_F_INPUT_ONLY == 0 {
+                self.nat.insert(*k, v.dest_id);
+            }
+        }
+    }
+
+    /// The due keys: connections first, then reply entries.
+    pub(crate) fn finish(mut self) -> Vec<ConnKey> {
+        for (k, client, dest_id) in std::mem::take(&mut self.replies) {
+            if client.and_then(|c| self.nat.get(&c)) != Some(&dest_id) {
+                self.out.push(k);
+            }
+        }
+        self.out
+    }
+}
+
+/// [`Due`] over a whole table at once.
+#[cfg(test)]
 pub(crate) fn due(
     entries: &[(ConnKey, ConnVal)],
     dests: &[(u32, DestVal)],
@@ -118,38 +191,11 @@ pub(crate) fn due(
     now_ns: u64,
     t: &Timeouts,
 ) -> Vec<ConnKey> {
-    let live: HashMap<u32, (u32, u32)> = dests.iter().map(|(id, d)| (*id, (d.svc_id, d.dgen))).collect();
-    let vs_of: HashMap<u32, SvcKey> = svcs.iter().map(|(k, v)| (v.id, *k)).collect();
-    let mut out = Vec::new();
-    let mut going: HashSet<ConnKey> = HashSet::new();
-    let mut clients: HashMap<ConnKey, u32> = HashMap::new();
-    for (k, v) in entries.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0) {
-        let dest_ok = live.get(&v.dest_id) == Some(&(v.svc_id, v.dest_gen));
-        if v.cflags & CONN_C_DEAD != 0 || !dest_ok || is_expired(k, v, now_ns, t) {
-            out.push(*k);
-            going.insert(*k);
-        } else {
-            clients.insert(*k, v.dest_id);
-        }
+    let mut d = Due::new(dests, svcs, now_ns, t);
+    for chunk in entries.chunks(2) {
+        d.feed(chunk);
     }
-    for (k, v) in entries.iter().filter(|(_, v)| v.flags & CONN_F_REPLY != 0) {
-        let keep = vs_of.get(&v.svc_id).is_some_and(|vs| {
-            let ck = ConnKey {
-                saddr: k.daddr,
-                daddr: vs.addr,
-                sport: k.dport,
-                dport: vs.port,
-                proto: k.proto,
-                family: k.family,
-                _pad: [0; 2],
-            };
-            !going.contains(&ck) && clients.get(&ck) == Some(&v.dest_id)
-        });
-        if !keep {
-            out.push(*k);
-        }
-    }
-    out
+    d.finish()
 }
 
 #[cfg(test)]

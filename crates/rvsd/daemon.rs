@@ -17,7 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use rvs_abi::{Addr, CONN_C_DEAD, ConnKey, ConnVal, DestCnt, DestVal, Family, MapOp, Stats, SvcKey, SvcVal};
+use rvs_abi::{
+    Addr, CONN_C_DEAD, CONN_F_REPLY, ConnKey, ConnVal, DestCnt, DestVal, Family, MapOp, Stats, SvcKey, SvcVal,
+};
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::MAX_TIMEOUT;
 use rvs_core::{ApplyError, Command, DestKey, Protocol, ServiceKey};
@@ -39,6 +41,9 @@ use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
 /// count-driven schedulers read).
 const SWEEP: Duration = Duration::from_secs(1);
 
+/// Takes the connection table one batch at a time.
+pub(crate) type ConnSink<'a> = dyn FnMut(&[(ConnKey, ConnVal)]) + 'a;
+
 /// What the daemon needs from the data plane; implemented by `rvs_dataplane::Dataplane`, and by a fake
 /// in tests.
 pub(crate) trait Plane {
@@ -47,9 +52,9 @@ pub(crate) trait Plane {
     fn dests(&self) -> anyhow::Result<Vec<(u32, DestVal)>>;
     fn svc_stats(&self, id: u32) -> anyhow::Result<Stats>;
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats>;
-    fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>>;
-    /// Every entry of the connection table, NAT reply entries included.
-    fn conn_entries(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>>;
+    /// Every entry of the connection table (NAT reply entries included), read and handed over one
+    /// batch at a time; returns how many.
+    fn conn_entry_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize>;
     /// The data plane's expiry of `keys` (those still due); how many it deleted.
     fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize>;
     /// The connection counters of a real server, exact as the data plane keeps them.
@@ -74,11 +79,8 @@ impl Plane for Dataplane {
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats> {
         Ok(Dataplane::dest_stats(self, id)?)
     }
-    fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
-        Ok(Dataplane::conns(self)?)
-    }
-    fn conn_entries(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
-        Ok(Dataplane::conn_entries(self)?)
+    fn conn_entry_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
+        Ok(Dataplane::conn_entry_chunks(self, f)?)
     }
     fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
         Ok(Dataplane::expire_conns(self, keys)?)
@@ -346,6 +348,7 @@ impl<P: Plane> Daemon<P> {
             }
             Request::Zero(sel) => self.zero(sel.as_ref()),
             Request::SetTimeouts { tcp, tcpfin, udp } => self.set_timeouts(tcp, tcpfin, udp),
+            Request::Marks => Response::Marks(self.table.marks()),
         }
     }
 
@@ -526,11 +529,15 @@ impl<P: Plane> Daemon<P> {
     /// data plane counts them, and the connection entries themselves (as of `now_ns`) if `with_conns`.
     pub(crate) fn snapshot(&self, now_ns: u64, with_conns: bool) -> anyhow::Result<Snapshot> {
         let t = self.runtime.timeouts;
-        let conns = if with_conns {
-            self.plane.conns().context("cannot read the connection table")?
-        } else {
-            Vec::new()
-        };
+        // Entries only for -Lc, read batch by batch: the counts come from the data plane's counters.
+        let mut conns = Vec::new();
+        if with_conns {
+            self.plane
+                .conn_entry_chunks(&mut |chunk| {
+                    conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0).copied());
+                })
+                .context("cannot read the connection table")?;
+        }
         let rate = |k: &StatsKey, id: Option<u32>| {
             self.est
                 .get(k)
@@ -600,20 +607,21 @@ impl<P: Plane> Daemon<P> {
     }
 
     /// Expires what IPVS would have removed by `now_ns`: connections past their timeout or whose real
-    /// server is gone, and NAT reply entries left without their connection. The data plane decides
-    /// again for each key (bpf/lib/expire.h); returns how many entries it deleted.
+    /// server is gone, and NAT reply entries left without their connection. The table is read in
+    /// batches (one syscall per `rvs_dataplane::CONN_CHUNK` entries) and only the due keys are kept;
+    /// the data plane decides again for each (bpf/lib/expire.h). Returns how many entries it deleted.
     pub(crate) fn sweep(&mut self, now_ns: u64) -> anyhow::Result<usize> {
-        let entries = self
-            .plane
-            .conn_entries()
-            .context("cannot read the connection table")?;
         let dests = self.plane.dests().context("cannot read the real servers")?;
         let svcs = self.plane.services().context("cannot read the services")?;
-        let due = conns::due(&entries, &dests, &svcs, now_ns, &self.runtime.timeouts);
-        if due.is_empty() {
+        let mut due = conns::Due::new(&dests, &svcs, now_ns, &self.runtime.timeouts);
+        self.plane
+            .conn_entry_chunks(&mut |chunk| due.feed(chunk))
+            .context("cannot read the connection table")?;
+        let keys = due.finish();
+        if keys.is_empty() {
             return Ok(0);
         }
-        self.plane.expire_conns(&due).context("connection expiry")
+        self.plane.expire_conns(&keys).context("connection expiry")
     }
 }
 
@@ -862,11 +870,10 @@ mod tests {
                 ..Default::default()
             }))
         }
-        fn conns(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
-            Ok(self.conns.clone())
-        }
-        fn conn_entries(&self) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
-            Ok(self.conns.clone())
+        /// In chunks of two, so that the tests cross chunk boundaries.
+        fn conn_entry_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
+            self.conns.chunks(2).for_each(&mut *f);
+            Ok(self.conns.len())
         }
         /// Deletes what it is given: the data plane's second look is the difftests' business.
         fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {

@@ -135,7 +135,11 @@ impl Pair {
                 MapOp::SvcDel { .. }
                 | MapOp::SchedSet { .. }
                 | MapOp::CfgSet { .. }
-                | MapOp::TimeoutsSet { .. } => {}
+                | MapOp::TimeoutsSet { .. }
+                | MapOp::VipSet { .. }
+                | MapOp::VipDel { .. }
+                | MapOp::MarkSet { .. }
+                | MapOp::MarkDel { .. } => {}
             }
         }
         self.model

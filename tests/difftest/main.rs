@@ -14,6 +14,11 @@ fn dr() {
 }
 
 #[test]
+fn fwmark() {
+    harness::run_cases(fixtures::fwmark::cases());
+}
+
+#[test]
 fn parse() {
     harness::run_cases(fixtures::parse::cases());
 }
@@ -31,6 +36,11 @@ fn ipv6() {
 #[test]
 fn nat() {
     harness::run_cases(fixtures::nat::cases());
+}
+
+#[test]
+fn icmp() {
+    harness::run_cases(fixtures::icmp::cases());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Generated differential runs: random configurations (IPv4 and IPv6 services, DR, NAT and TUN reals,
-//! port mapping, tunnel MTUs), then random sequences of client packets and real servers' replies (valid, truncated,
+//! port mapping, tunnel MTUs), then random sequences of client packets, real servers' replies and ICMP
+//! about either (errors, echo requests) (valid, truncated,
 //! mutated, random bytes) with random clock advances, routing tables, real-server removals and NAT
 //! switched off and on; every scheduler, connection thresholds, timeouts (none, IPVS's, a few
 //! seconds), runs of the expiry program over the entries, and dest ids given to new real servers.
@@ -215,6 +216,21 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
             op => op,
         }));
     }
+    // The virtual addresses, as the encoder writes them (echo requests to them are answered).
+    let mut vips: Vec<rvs_abi::VipKey> = specs
+        .iter()
+        .map(|s| {
+            let v6 = SERVICES[s.which].2;
+            rvs_abi::VipKey {
+                addr: crate::fixtures::map_addr(if v6 { VIP6 } else { VIP }).0,
+                family: if v6 { Family::Inet6 } else { Family::Inet } as u8,
+                _pad: [0; 3],
+            }
+        })
+        .collect();
+    vips.sort_unstable();
+    vips.dedup();
+    ops.extend(vips.into_iter().map(|key| MapOp::VipSet { key }));
     (ops, reals)
 }
 
@@ -393,6 +409,172 @@ impl ReplySpec {
     }
 }
 
+/// ICMP errors of each family that the generator sends: (type, code). The last of each is none the
+/// director ties to connections.
+const ICMP_KINDS: [(u8, u8); 5] = [(3, 4), (3, 3), (11, 0), (4, 0), (12, 0)];
+const ICMPV6_KINDS: [(u8, u8); 5] = [(2, 0), (1, 4), (3, 0), (1, 0), (4, 0)];
+
+/// What an ICMP step is about.
+#[derive(Clone, Debug)]
+enum IcmpAbout {
+    /// An error from the client side about the answer to this client packet (its tuple turned around).
+    Client(PktSpec),
+    /// An error from a real server's side about the client's packet that this reply answers.
+    Reply(ReplySpec),
+    /// An echo request from the client to the destination of this packet.
+    Echo(PktSpec),
+}
+
+#[derive(Clone, Debug)]
+struct IcmpSpec {
+    about: IcmpAbout,
+    /// Index into the family's kinds.
+    kind: usize,
+    /// Bytes of the quoted packet kept: its IP header plus this many (all when beyond its length).
+    quote_l4: usize,
+}
+
+/// An ICMP(v6) frame between `macs` from `src` to `dst`: type, code, 4 bytes of rest, `body`; the
+/// checksum by etherparse.
+fn icmp_frame(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, tc: (u8, u8), body: &[u8]) -> Packet {
+    let v6 = src.contains(':');
+    let header = if v6 {
+        let a = |x: &str| x.parse::<std::net::Ipv6Addr>().expect("IPv6").octets();
+        let ty = etherparse::Icmpv6Type::Unknown {
+            type_u8: tc.0,
+            code_u8: tc.1,
+            bytes5to8: [0, 0, 0x05, 0x00],
+        };
+        etherparse::Icmpv6Header::with_checksum(ty, a(src), a(dst), body)
+            .expect("fits")
+            .to_bytes()
+            .to_vec()
+    } else {
+        let ty = etherparse::Icmpv4Type::Unknown {
+            type_u8: tc.0,
+            code_u8: tc.1,
+            bytes5to8: [0, 0, 0x05, 0x14],
+        };
+        etherparse::Icmpv4Header::with_checksum(ty, body)
+            .to_bytes()
+            .to_vec()
+    };
+    let msg = [header.as_slice(), body].concat();
+    let p = pkt().eth(macs.0, macs.1);
+    if v6 {
+        p.ipv6(src, dst).ip_proto(58).payload(&msg)
+    } else {
+        p.ipv4(src, dst).ip_proto(1).payload(&msg)
+    }
+}
+
+impl IcmpSpec {
+    fn packet(&self, svcs: &[SvcSpec], reals: &[RealOf]) -> Option<Packet> {
+        let cut = |p: &Packet, v6: bool| {
+            let f = p.build();
+            let ip = &f[p.l3_offset()..];
+            let hl = if v6 { 40 } else { usize::from(ip[0] & 0xf) * 4 };
+            ip[..ip.len().min(hl + self.quote_l4)].to_vec()
+        };
+        let kind = |v6: bool| {
+            if v6 {
+                ICMPV6_KINDS[self.kind % ICMPV6_KINDS.len()]
+            } else {
+                ICMP_KINDS[self.kind % ICMP_KINDS.len()]
+            }
+        };
+        match &self.about {
+            IcmpAbout::Client(p) => {
+                let built = p.packet(svcs).build();
+                let l3 = if p.vlan { 18 } else { 14 };
+                let v6 = built.get(12..14) == Some(&[0x86, 0xdd]) || built.get(16..18) == Some(&[0x86, 0xdd]);
+                // The answer to the client's packet, as a real server or the director sent it.
+                let (src, dst) = if v6 {
+                    (DSTS6[p.dst], CLIENTS6[p.client])
+                } else {
+                    (DSTS[p.dst], CLIENTS[p.client])
+                };
+                let l4 = built.get(l3 + if v6 { 40 } else { 20 + p.options * 4 }..)?;
+                let (sport, dport) = (
+                    u16::from_be_bytes([l4[0], l4[1]]),
+                    u16::from_be_bytes([l4[2], l4[3]]),
+                );
+                let q = pkt();
+                let q = if v6 { q.ipv6(src, dst) } else { q.ipv4(src, dst) };
+                let udp = built.get(l3 + if v6 { 6 } else { 9 }) == Some(&17);
+                let q = if udp {
+                    q.udp(dport, sport)
+                } else {
+                    q.tcp(dport, sport).ack()
+                };
+                let q = q.payload(&[0x5a; 40]);
+                let router = if v6 { "2001:db8:3::1" } else { "198.18.3.1" };
+                let f = icmp_frame((ROUTER_MAC, DIRECTOR_MAC), router, src, kind(v6), &cut(&q, v6));
+                Some(if p.vlan { f.vlan(42) } else { f })
+            }
+            IcmpAbout::Reply(r) => {
+                let real = reals.get(r.real % reals.len().max(1))?;
+                let client = if real.v6 {
+                    CLIENTS6[r.client]
+                } else {
+                    CLIENTS[r.client]
+                };
+                // The client's packet as NAT delivered it to the real server.
+                let q = pkt();
+                let q = if real.v6 {
+                    q.ipv6(client, &real.addr)
+                } else {
+                    q.ipv4(client, &real.addr)
+                };
+                let rport = if r.other_sport { real.port + 1 } else { real.port };
+                let q = if real.tcp {
+                    q.tcp(r.cport, rport).ack()
+                } else {
+                    q.udp(r.cport, rport)
+                };
+                let q = q.payload(&[0x5b; 40]);
+                Some(icmp_frame(
+                    (real_mac(real.id), DIRECTOR_MAC),
+                    &real.addr,
+                    client,
+                    kind(real.v6),
+                    &cut(&q, real.v6),
+                ))
+            }
+            IcmpAbout::Echo(p) => {
+                let (src, dst) = if p.v6 {
+                    (CLIENTS6[p.client], DSTS6[p.dst])
+                } else {
+                    (CLIENTS[p.client], DSTS[p.dst])
+                };
+                let t = if p.v6 { (128, 0) } else { (8, 0) };
+                let f = icmp_frame((CLIENT_MAC, DIRECTOR_MAC), src, dst, t, &[0x77; 24]).ttl(p.ttl);
+                Some(if p.vlan { f.vlan(42) } else { f })
+            }
+        }
+    }
+}
+
+/// Boxed: the nested strategies' value trees are large enough to overflow a debug test thread's stack.
+fn arb_icmp() -> BoxedStrategy<IcmpSpec> {
+    (
+        prop_oneof![
+            3 => arb_pkt().prop_map(IcmpAbout::Client).boxed(),
+            3 => arb_reply().prop_map(IcmpAbout::Reply).boxed(),
+            1 => arb_pkt().prop_map(IcmpAbout::Echo).boxed(),
+        ]
+        .boxed(),
+        prop_oneof![6 => Just(0usize), 4 => 1usize..5],
+        prop_oneof![3 => Just(8usize), 1 => Just(4usize), 2 => Just(1000usize)],
+    )
+        .prop_map(|(about, kind, quote_l4)| IcmpSpec {
+            about,
+            kind,
+            quote_l4,
+        })
+        .boxed()
+}
+
 fn arb_flags() -> impl Strategy<Value = u8> {
     prop_oneof![
         6 => Just(0x02u8),          // SYN
@@ -501,6 +683,8 @@ fn arb_mutation() -> impl Strategy<Value = Mutation> {
 enum Step {
     Packet(PktSpec, Mutation),
     Reply(ReplySpec, Mutation),
+    /// An ICMP error about a packet of either side, or an echo request.
+    Icmp(IcmpSpec, Mutation),
     /// Random bytes after a valid Ethernet header of some EtherType.
     Junk(u16, Vec<u8>),
     Advance(u64),
@@ -521,6 +705,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         12 => (arb_pkt(), arb_mutation()).prop_map(|(p, m)| Step::Packet(p, m)),
         6 => (arb_reply(), arb_mutation()).prop_map(|(r, m)| Step::Reply(r, m)),
+        4 => (arb_icmp(), arb_mutation()).prop_map(|(c, m)| Step::Icmp(c, m)).boxed(),
         1 => (prop_oneof![Just(0x0800u16), Just(0x8100), Just(0x86dd), Just(0x0806)], prop::collection::vec(any::<u8>(), 0..80))
             .prop_map(|(t, b)| Step::Junk(t, b)),
         2 => prop_oneof![1u64..1_000_000, 1_000_000_000u64..1_000_000_000_000].prop_map(Step::Advance),
@@ -551,6 +736,7 @@ fn frame_of(step: &Step, svcs: &[SvcSpec], reals: &[RealOf]) -> Option<Vec<u8>> 
     match step {
         Step::Packet(p, m) => Some(mutate(p.packet(svcs).build(), m)),
         Step::Reply(r, m) => r.packet(reals).map(|p| mutate(p.build(), m)),
+        Step::Icmp(c, m) => c.packet(svcs, reals).map(|p| mutate(p.build(), m)),
         Step::Junk(t, bytes) => {
             let mut f = pkt().eth(CLIENT_MAC, DIRECTOR_MAC).ethertype(*t).build();
             f.extend_from_slice(bytes);

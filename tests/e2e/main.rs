@@ -3,10 +3,13 @@
 //! without it. Each test builds its own namespaces with unique names, so they may run in parallel.
 
 mod conns;
+mod conntable;
 mod countsched;
 mod dr;
 mod dr6;
+mod fwmark;
 mod hashsched;
+mod icmp;
 mod listing;
 mod nat;
 mod rate;

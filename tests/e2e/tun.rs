@@ -16,7 +16,7 @@ use rvs_testkit::lab::{
     self, CLIENT, DIRECTOR, DrLab, IFNAME, VIP6, describe, ip6, real_ip, real_ip6, real_name, vip_addr,
 };
 use rvs_testkit::netns::IfStats;
-use rvs_testkit::{http, wait};
+use rvs_testkit::{http, udp, wait};
 
 use crate::topo::{OrLog, lab};
 
@@ -56,6 +56,19 @@ class Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
 Server((sys.argv[2], int(sys.argv[3])), Handler).serve_forever()
+"#;
+
+/// A UDP server for `python3 -c UDPD6_PY NAME ADDR PORT`: answers `NAME\n` to every datagram on the IPv6
+/// address `ADDR`. Bound to the VIP, so that a tunnel real server answers from it (see [`udp::UDPD_PY`],
+/// its IPv4 twin).
+const UDPD6_PY: &str = r#"
+import socket, sys
+name = (sys.argv[1] + "\n").encode()
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[2], int(sys.argv[3])))
+while True:
+    _, peer = s.recvfrom(2048)
+    s.sendto(name, peer)
 "#;
 
 /// The DR lab plus what turns its real servers into tunnel ones. Drop stops the extra servers and
@@ -128,6 +141,45 @@ impl TunLab {
         for i in 1..=self.reals() {
             let vip = VIP6.to_string();
             self.realserver_ok(i, &["setup", "--vip", &vip, "--mode", "tun", "--dev", IFNAME]);
+        }
+    }
+
+    /// Starts [`UDPD6_PY`] on `[VIP6]:PORT2` in real servers `1..=reals` and waits until each answers a
+    /// datagram sent inside its own namespace (the VIP is one of its local addresses).
+    fn start_udp6_servers(&mut self) {
+        let vip = SocketAddr::new(IpAddr::V6(VIP6), PORT2);
+        for i in 1..=self.reals() {
+            let name = real_name(i);
+            let log = std::fs::File::create(self.run_dir().join(format!("{name}-udpd6.log")))
+                .expect("create a server log");
+            let child = self
+                .topo()
+                .spawn_in(
+                    &name,
+                    Command::new("python3")
+                        .args(["-c", UDPD6_PY, &name, &VIP6.to_string(), &PORT2.to_string()])
+                        .stdin(Stdio::null())
+                        .stdout(log.try_clone().expect("dup log"))
+                        .stderr(log),
+                )
+                .or_log(self, "start a UDP server");
+            self.servers.push(child);
+        }
+        for i in 1..=self.reals() {
+            let name = real_name(i);
+            let got = wait::until(
+                &format!("{name}'s UDP server at {vip}"),
+                Duration::from_secs(20),
+                Duration::from_millis(100),
+                || {
+                    self.topo()
+                        .run_in(&name, || udp::ask(vip, None))
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                },
+            )
+            .or_log(self, "UDP server up");
+            assert_eq!(got, name);
         }
     }
 
@@ -252,7 +304,8 @@ fn assert_tunnel_dests(lab: &DrLab, reals: &[IpAddr], laddr: IpAddr, mtu: u32) {
         .collect();
     wait::until(
         "rvsd to resolve the tunnel real servers",
-        Duration::from_secs(10),
+        // Generous: on a loaded machine one bpftool dump alone has taken over 10 s.
+        Duration::from_secs(30),
         Duration::from_millis(100),
         || {
             let got = tunnel_dests(lab);
@@ -368,6 +421,51 @@ fn tun_ip6ip6_tcp_with_bracketed_addresses() {
         .or_log(&lab, "client thread")
         .or_log(&lab, "30 IPv6 connections through the tunnel");
     assert_eq!(got, counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)]));
+}
+
+/// UDP over ip6ip6: an IPv6 UDP service, IPv6 tunnel real servers with rvs_decap, each answering from
+/// the VIP with its name; rr spreads the client's flows evenly.
+#[test]
+fn tun_ip6ip6_udp() {
+    let mut lab = TunLab::new(3);
+    lab.ipv6();
+    lab.start_udp6_servers();
+    let vip = SocketAddr::new(IpAddr::V6(VIP6), PORT2);
+    let reals: Vec<(IpAddr, &str)> = (1..=3).map(|i| (IpAddr::V6(real_ip6(i)), "-i")).collect();
+    add_service(&lab, "-u", vip, &reals);
+    let line = listing_line(&lab, &format!("[{}]:{PORT2}", real_ip6(3)));
+    assert!(line.contains(" Tunnel "), "{line}");
+    let rips: Vec<IpAddr> = reals.iter().map(|(ip, _)| *ip).collect();
+    assert_tunnel_dests(&lab, &rips, IpAddr::V6(ip6(1)), 1500);
+
+    let got = lab
+        .topo()
+        .run_in(CLIENT, || {
+            let mut got = BTreeMap::new();
+            for k in 0..30u16 {
+                // Each flow from its own source port: one connection entry, one scheduling, each.
+                let from = SocketAddr::new(IpAddr::V6(ip6(2)), lab::FIRST_CLIENT_PORT + k);
+                let name = udp::ask(vip, Some(from))
+                    .map_err(|e| format!("datagram {k} from {from} (after {got:?}): {e}"))?;
+                *got.entry(name).or_insert(0) += 1;
+            }
+            Ok::<_, String>(got)
+        })
+        .or_log(&lab, "client thread")
+        .or_log(&lab, "30 IPv6 UDP flows through the tunnel");
+    assert_eq!(got, counts(&[("rs1", 10), ("rs2", 10), ("rs3", 10)]));
+    let listing = lab
+        .rvsadm_ok(&["-Ln", "-u", &vip.to_string()])
+        .or_log(&lab, "rvsadm -Ln");
+    for i in 1..=3 {
+        let rs = format!("[{}]:{PORT2}", real_ip6(i));
+        let line = listing
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(rs.as_str()))
+            .unwrap_or_else(|| panic!("{rs} not listed:\n{listing}"));
+        // IPVS counts UDP entries as inactive: 10 flows each.
+        assert_eq!(line.split_whitespace().nth(5), Some("10"), "{listing}");
+    }
 }
 
 /// POSTs `len` bytes to `addr` from the client on one connection; returns the server's answer.

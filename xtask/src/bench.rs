@@ -70,7 +70,8 @@ struct Opts {
 }
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--repeat N (10000000)] [--rounds N (5)] [--conn-max N (1048576)]";
+    "usage: cargo xtask bench [--repeat N (10000000)] [--rounds N (5)] [--conn-max N (1048576)]
+       cargo xtask bench conntable [--entries N]...";
 
 impl Opts {
     fn parse(args: &[String]) -> anyhow::Result<Self> {
@@ -321,6 +322,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.first().map(String::as_str) == Some("conntable") {
+        return crate::conntable::run(&args[1..]);
+    }
     let o = Opts::parse(args)?;
     // Root's /proc/self/status has "Uid:\t0 ..." (xtask does not link libc for geteuid).
     let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;

@@ -1,6 +1,8 @@
-//! Developer tasks: `cargo xtask bench` (data-plane speed figures), `cargo xtask demo` (namespaces demo).
+//! Developer tasks: `cargo xtask bench` (data-plane speed figures), `cargo xtask bench conntable`
+//! (connection-table memory and sweep cost), `cargo xtask demo` (namespaces demo).
 
 mod bench;
+mod conntable;
 mod demo;
 
 fn main() -> anyhow::Result<()> {

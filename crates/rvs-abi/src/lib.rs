@@ -19,6 +19,14 @@ pub const MAX_TX_PORTS: u32 = 256;
 /// Routes a test can give `rvs_fib_lookup` (`rvs_test_fib`). Mirrors `RVS_TEST_FIB_MAX`.
 pub const TEST_FIB_MAX: u32 = 64;
 
+/// `rvs_mark` entries: (family, protocol, address prefix). Mirrors `RVS_MAX_MARK_PREFIXES`.
+pub const MAX_MARK_PREFIXES: u32 = 1024;
+/// Port ranges in one `rvs_mark` entry. Mirrors `RVS_MARK_RANGES`.
+pub const MARK_RANGES: usize = 16;
+/// `SvcKey::proto` of a firewall-mark service, whose `addr[0]` holds the mark in host order. Mirrors
+/// `RVS_SVC_PROTO_FWMARK`.
+pub const SVC_PROTO_FWMARK: u8 = 0;
+
 /// Map names, as in `bpf/include/rvs_maps.h` (at most 15 bytes: the kernel keeps 15).
 pub mod map {
     /// Virtual services: `SvcKey` -> `SvcVal`.
@@ -51,6 +59,10 @@ pub mod map {
     pub const DEST_CNT: &str = "rvs_dest_cnt";
     /// Timeouts by state.
     pub const TIMEOUTS: &str = "rvs_timeouts";
+    /// Virtual addresses: hash `VipKey` -> u32 (1), whose echo requests the director answers.
+    pub const VIP: &str = "rvs_vip";
+    /// Firewall marks: LPM trie `MarkKey` -> `MarkVal`.
+    pub const MARK: &str = "rvs_mark";
 }
 
 /// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
@@ -430,6 +442,78 @@ pub struct SvcKey {
 }
 const _: () = assert!(core::mem::size_of::<SvcKey>() == 20);
 
+impl SvcKey {
+    /// The key of firewall-mark service `mark` of `family`.
+    pub fn fwmark(mark: u32, family: Family) -> Self {
+        let mut addr = Addr::default();
+        addr[0] = Be32::from_wire(mark.to_ne_bytes());
+        SvcKey {
+            addr,
+            port: Be16::default(),
+            proto: SVC_PROTO_FWMARK,
+            family: family as u8,
+        }
+    }
+
+    /// The mark of a firewall-mark service's key, or `None` for a service by address.
+    pub fn mark(&self) -> Option<u32> {
+        (self.proto == SVC_PROTO_FWMARK).then(|| u32::from_ne_bytes(self.addr[0].to_wire()))
+    }
+}
+
+/// What an `rvs_mark` entry matches after its prefix length. Mirrors `struct rvs_mark_addr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct MarkAddr {
+    /// `Family` as u8.
+    pub family: u8,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub proto: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 2],
+    /// Address (its first bits, the rest zero).
+    pub addr: Addr,
+}
+const _: () = assert!(core::mem::size_of::<MarkAddr>() == 20);
+
+/// Key of `rvs_mark` (an LPM trie). Mirrors `struct rvs_mark_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct MarkKey {
+    /// Bits of `data` that must match: 32 (family, protocol, padding) plus the address prefix length.
+    pub prefixlen: u32,
+    /// Family, protocol and address.
+    pub data: MarkAddr,
+}
+const _: () = assert!(core::mem::size_of::<MarkKey>() == 24);
+
+/// A destination port range (host order, inclusive) and its mark. Mirrors `struct rvs_mark_range`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct MarkRange {
+    /// First port.
+    pub lo: u16,
+    /// Last port.
+    pub hi: u16,
+    /// The mark a port in the range gives.
+    pub mark: u32,
+}
+const _: () = assert!(core::mem::size_of::<MarkRange>() == 8);
+
+/// Value of `rvs_mark`: the port ranges of an entry, most specific prefix first. Mirrors
+/// `struct rvs_mark_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct MarkVal {
+    /// Ranges in use, at most [`MARK_RANGES`].
+    pub n: u32,
+    /// Explicit padding, zero.
+    pub _pad: u32,
+    /// The ranges; the first `n` count.
+    pub ranges: [MarkRange; MARK_RANGES],
+}
+const _: () = assert!(core::mem::size_of::<MarkVal>() == 136);
+
 /// Value of `rvs_svc`. Mirrors `struct rvs_svc_val`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -615,6 +699,47 @@ pub struct Cfg {
 }
 const _: () = assert!(core::mem::size_of::<Cfg>() == 8);
 
+/// Key of `rvs_vip`: an address some virtual service uses. Mirrors `struct rvs_vip_key`.
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
+pub struct VipKey {
+    /// The address (IPv4 in word 0).
+    pub addr: Addr,
+    /// `Family` as u8.
+    pub family: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
+impl VipKey {
+    /// The key of a service's address.
+    pub fn of(key: &SvcKey) -> Self {
+        VipKey {
+            addr: key.addr,
+            family: key.family,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// The value of every `rvs_vip` entry: the key is what matters.
+pub const VIP_PRESENT: u32 = 1;
+
 /// Key of `rvs_test_fib`: a destination. Mirrors `struct rvs_test_fib_key`.
 #[repr(C)]
 #[derive(
@@ -752,6 +877,28 @@ pub enum MapOp {
         /// New value.
         val: Timeouts,
     },
+    /// Insert (or keep) a virtual address in `rvs_vip`, value [`VIP_PRESENT`].
+    VipSet {
+        /// Key.
+        key: VipKey,
+    },
+    /// Remove a virtual address from `rvs_vip` (absent is not an error).
+    VipDel {
+        /// Key.
+        key: VipKey,
+    },
+    /// Insert or replace a firewall-mark entry.
+    MarkSet {
+        /// Key.
+        key: MarkKey,
+        /// Value.
+        val: MarkVal,
+    },
+    /// Remove a firewall-mark entry.
+    MarkDel {
+        /// Key.
+        key: MarkKey,
+    },
 }
 
 #[cfg(feature = "aya")]
@@ -785,4 +932,10 @@ mod pod {
     unsafe impl aya::Pod for TestFibKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for TestFib {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for VipKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for MarkAddr {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for MarkVal {}
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use rvs_core::{ApplyError, Command, Dest, Protocol, Service, ServiceKey};
+use rvs_core::{ApplyError, Command, Dest, Mark, Protocol, Service, ServiceKey};
 use serde::{Deserialize, Serialize};
 
 /// Where rvsd listens unless told otherwise.
@@ -32,6 +32,9 @@ pub enum Request {
     /// `-Z`: zero the counters and rates of one service and its real servers, or of everything.
     /// An unknown service is refused with [`ApplyError::NoSuchService`].
     Zero(Option<ServiceKey>),
+    /// The declared firewall marks (`--list-marks`, and `-S`'s `--add-mark` lines), answered with
+    /// [`Response::Marks`]. An older daemon answers [`Response::Failed`]: it has no marks.
+    Marks,
     /// `--set tcp tcpfin udp`, in seconds; 0 leaves that timeout as it is (IPVS's rule).
     SetTimeouts {
         /// TCP ESTABLISHED.
@@ -57,6 +60,8 @@ pub enum Response {
     },
     /// The table.
     Snapshot(Snapshot),
+    /// The declared firewall marks, by mark.
+    Marks(Vec<Mark>),
     /// The request could not be served (malformed request, data plane failure).
     Failed(String),
 }

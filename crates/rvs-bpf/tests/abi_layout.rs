@@ -114,6 +114,11 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     assert_layout!(t, "rvs_cfg" => Cfg { flags, _pad });
     assert_layout!(t, "rvs_test_fib_key" => TestFibKey { addr, family, _pad });
     assert_layout!(t, "rvs_test_fib" => TestFib { ret, ifindex, smac, dmac });
+    assert_layout!(t, "rvs_vip_key" => VipKey { addr, family, _pad });
+    assert_layout!(t, "rvs_mark_addr" => MarkAddr { family, proto, _pad, addr });
+    assert_layout!(t, "rvs_mark_key" => MarkKey { prefixlen, data });
+    assert_layout!(t, "rvs_mark_range" => MarkRange { lo, hi, mark });
+    assert_layout!(t, "rvs_mark_val" => MarkVal { n, _pad, ranges });
 }
 
 /// `fib_ret` holds the kernel's `BPF_FIB_LKUP_RET_*`, which the C takes from <linux/bpf.h>: the same
@@ -240,10 +245,11 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
 #[test]
 fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
     let obj = aya_obj::Object::parse(rvs_bpf::RVS_XDP_OBJ).expect("aya-obj parses rvs_xdp.o");
-    let expect: [(&str, u32, usize, usize, u32); 15] = [
+    let expect: [(&str, u32, usize, usize, u32); 17] = [
         // (name, BPF_MAP_TYPE_*, key size, value size, max_entries)
         (map::SVC, 1, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
         (map::SVC_ADDR, 2, 4, size_of::<SvcKey>(), MAX_SVC),
+        (map::VIP, 1, size_of::<VipKey>(), 4, MAX_SVC),
         (map::DEST, 2, 4, size_of::<DestVal>(), MAX_DEST),
         (map::SCHED, 2, 4, 4, SCHED_SLOTS),
         (map::SVC_ST, 2, 4, size_of::<SvcState>(), MAX_SVC),
@@ -270,6 +276,14 @@ fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
             TEST_FIB_MAX,
         ),
         (map::TEST_ENV, 2, 4, size_of::<TestEnv>(), 1),
+        // LPM_TRIE
+        (
+            map::MARK,
+            11,
+            size_of::<MarkKey>(),
+            size_of::<MarkVal>(),
+            MAX_MARK_PREFIXES,
+        ),
     ];
     for (name, ty, key, value, max) in expect {
         assert!(name.len() <= 15, "map name {name} longer than the kernel keeps");

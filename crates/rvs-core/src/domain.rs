@@ -1,7 +1,7 @@
 //! Services, real servers and the commands that change them, as ipvsadm names them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,9 @@ pub enum Protocol {
     Tcp,
     /// `-u`
     Udp,
+    /// `-f MARK`: a firewall-mark service, whose [`ServiceKey`] carries the mark in its address (see
+    /// [`ServiceKey::fwmark`]). Never the protocol of a packet or a mark match.
+    Fwmark,
 }
 
 impl Protocol {
@@ -20,20 +23,32 @@ impl Protocol {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+            // rvs_abi::SVC_PROTO_FWMARK: the data plane's key of a mark service.
+            Protocol::Fwmark => 0,
         }
     }
-    /// Name as ipvsadm lists it (`TCP`, `UDP`).
+    /// Name as ipvsadm lists it (`TCP`, `UDP`, `FWM`).
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+            Protocol::Fwmark => "FWM",
         }
     }
-    /// The selector flag (`-t`, `-u`).
+    /// The selector flag (`-t`, `-u`, `-f`).
     pub fn flag(self) -> &'static str {
         match self {
             Protocol::Tcp => "-t",
             Protocol::Udp => "-u",
+            Protocol::Fwmark => "-f",
+        }
+    }
+    /// The lower-case name of a mark match's protocol (`tcp`, `udp`).
+    pub fn match_name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Fwmark => "fwm",
         }
     }
 }
@@ -49,11 +64,115 @@ pub struct ServiceKey {
     pub port: u16,
 }
 
-impl fmt::Display for ServiceKey {
-    /// `TCP 198.18.0.100:80` / `TCP [2001:db8::1]:80`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.proto.name(), SockAddrFmt(self.addr, self.port))
+impl ServiceKey {
+    /// The key of firewall-mark service `mark` (`-f MARK`, with `-6` when `ipv6`): protocol
+    /// [`Protocol::Fwmark`], port 0, and the mark as the address's last 32 bits, so that the address's
+    /// family is the service's and keys of different marks differ.
+    pub fn fwmark(mark: u32, ipv6: bool) -> Self {
+        let addr = if ipv6 {
+            IpAddr::V6(Ipv6Addr::from(u128::from(mark)))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(mark))
+        };
+        ServiceKey {
+            proto: Protocol::Fwmark,
+            addr,
+            port: 0,
+        }
     }
+
+    /// The mark of a firewall-mark service, `None` for a service by address.
+    pub fn mark(&self) -> Option<u32> {
+        if self.proto != Protocol::Fwmark {
+            return None;
+        }
+        Some(match self.addr {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => u128::from(a) as u32,
+        })
+    }
+
+    /// The selector as `-S` writes it: `-t 198.18.0.100:80`, `-f 7`, `-f 7 -6`.
+    pub fn rule_selector(&self) -> String {
+        match self.mark() {
+            Some(m) if self.addr.is_ipv6() => format!("-f {m} -6"),
+            Some(m) => format!("-f {m}"),
+            None => format!("{} {}", self.proto.flag(), SockAddrFmt(self.addr, self.port)),
+        }
+    }
+
+    /// The name of a firewall-mark service in `-L` listings (after `FWM  `): `7`, `7 IPv6`.
+    pub fn fwmark_list_name(&self) -> Option<String> {
+        let m = self.mark()?;
+        Some(if self.addr.is_ipv6() {
+            format!("{m} IPv6")
+        } else {
+            m.to_string()
+        })
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    /// `TCP 198.18.0.100:80` / `TCP [2001:db8::1]:80` / `FWM 7` / `FWM 7 IPv6`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.fwmark_list_name() {
+            Some(name) => write!(f, "FWM {name}"),
+            None => write!(f, "{} {}", self.proto.name(), SockAddrFmt(self.addr, self.port)),
+        }
+    }
+}
+
+/// One match of a firewall mark (`--match PROTO:ADDR/PREFIX:PORTS`): packets of protocol `proto` to an
+/// address in `addr/prefix` and a destination port in `ports`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MarkMatch {
+    /// [`Protocol::Tcp`] or [`Protocol::Udp`].
+    pub proto: Protocol,
+    /// The prefix's address; bits after `prefix` are zero.
+    pub addr: IpAddr,
+    /// Prefix length (at most 32 for IPv4, 128 for IPv6).
+    pub prefix: u8,
+    /// First destination port.
+    pub port_lo: u16,
+    /// Last destination port (inclusive, at least `port_lo`).
+    pub port_hi: u16,
+}
+
+impl fmt::Display for MarkMatch {
+    /// As `--match` takes it: `tcp:198.18.0.100/32:80-90`, `udp:[2001:db8::]/64:53`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.proto.match_name())?;
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}/{}", self.prefix)?,
+            IpAddr::V6(a) => write!(f, "[{a}]/{}", self.prefix)?,
+        }
+        if self.port_lo == self.port_hi {
+            write!(f, ":{}", self.port_lo)
+        } else {
+            write!(f, ":{}-{}", self.port_lo, self.port_hi)
+        }
+    }
+}
+
+impl MarkMatch {
+    /// Whether two matches compete for the same packets at the same specificity: same protocol and
+    /// prefix, overlapping port ranges. (Of nested prefixes the longer one wins, so they never compete.)
+    pub fn overlaps(&self, other: &MarkMatch) -> bool {
+        self.proto == other.proto
+            && self.prefix == other.prefix
+            && self.addr == other.addr
+            && self.port_lo <= other.port_hi
+            && other.port_lo <= self.port_hi
+    }
+}
+
+/// A firewall mark as declared (`--add-mark MARK --match ...`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The mark, 1..=u32::MAX.
+    pub mark: u32,
+    /// Its matches, in the order given.
+    pub matches: Vec<MarkMatch>,
 }
 
 /// Formats `addr:port` the ipvsadm way: IPv6 addresses in brackets.
@@ -163,6 +282,10 @@ pub enum Command {
     EditDest(ServiceKey, Dest),
     /// `-d`
     DelDest(ServiceKey, DestKey),
+    /// `--add-mark MARK --match ...` (rvs's own: XDP runs before netfilter, so rvs declares its marks).
+    AddMark(Mark),
+    /// `--del-mark MARK`.
+    DelMark(u32),
 }
 
 /// Why the table refused a command. The texts are ipvsadm's (`ipvs_strerror`), so `rvsadm` prints
@@ -199,4 +322,20 @@ pub enum ApplyError {
     /// EAFNOSUPPORT: mixed families where the method does not allow it.
     #[error("Operation not supported with specified address family")]
     AfNotSupported,
+    /// `--add-mark` of a mark that is already declared (rvs's own).
+    #[error("Firewall mark already declared")]
+    MarkExists,
+    /// `--del-mark` of a mark that is not declared (rvs's own).
+    #[error("No such firewall mark")]
+    NoSuchMark,
+    /// `--add-mark` with a match that another mark already has for the same prefix and ports.
+    #[error("Firewall mark match overlaps mark {0}")]
+    MarkOverlap(u32),
+    /// A prefix would need more port ranges (its own and those of covering prefixes) than the data
+    /// plane holds per prefix.
+    #[error("Too many port ranges for one address prefix")]
+    MarkTooManyRanges,
+    /// `-m` on a firewall-mark service: not supported by rvs yet.
+    #[error("Masquerading is not supported on firewall-mark services by rvs")]
+    FwmarkMasq,
 }

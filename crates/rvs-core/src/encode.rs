@@ -20,6 +20,10 @@
 //!   adds the first NAT real server, before any table can name it, and cleared by the last op of the
 //!   sync that removes the last one, after every table stopped naming it.
 //!
+//! - `rvs_vip` holds the address of every service (any port and protocol): a `VipSet` for a new address
+//!   comes at the start of the sync that adds its first service, a `VipDel` at the end of the sync that
+//!   removes its last one. Only echo requests read it (bpf/lib/icmp.h).
+//!
 //! NAT real servers get no neighbour: the data plane asks the kernel's FIB for the next hop of every
 //! NAT packet (bpf/lib/fib.h), so their `DestVal` has no MACs, no ifindex and no `DEST_F_NEIGH`, and a
 //! neighbour change never rewrites it. `DEST_F_NEIGH` keeps one meaning: `dmac`, `smac` and `ifindex`
@@ -29,16 +33,17 @@ mod alloc;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
-    Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MAX_DEST, MAX_SVC, MapOp,
-    SCHED_NO_DEST, SCHED_SLOTS, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey,
-    SvcState, SvcVal, addr_bytes, addr_v4, addr_v6,
+    Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MARK_RANGES, MAX_DEST,
+    MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal, SCHED_NO_DEST, SCHED_SLOTS,
+    SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey, SvcState, SvcVal, VipKey,
+    addr_bytes, addr_v4, addr_v6,
 };
 
-use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, Protocol, ServiceKey};
+use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, ServiceKey};
 use crate::sched;
 use crate::sched::hash::Af;
 use crate::sched::mh::{MhDest, last_weight_after};
@@ -72,6 +77,10 @@ pub struct Encoder {
     dests: HashMap<u32, DestVal>,
     /// `rvs_cfg[0]` as last written.
     cfg: Cfg,
+    /// `rvs_vip` as last written.
+    vips: HashSet<VipKey>,
+    /// `rvs_mark` as last written.
+    marks: HashMap<MarkKey, MarkVal>,
     /// Services found by `adopt` that this encoder cannot own (duplicate or out-of-range id): the next
     /// sync deletes them before anything else.
     foreign: Vec<SvcKey>,
@@ -120,6 +129,8 @@ impl Encoder {
             svcs: HashMap::new(),
             dests: HashMap::new(),
             cfg: Cfg::default(),
+            vips: HashSet::new(),
+            marks: HashMap::new(),
             foreign: Vec::new(),
             svc_ids: IdAlloc::new(MAX_SVC),
             dest_ids: IdAlloc::new(MAX_DEST),
@@ -137,9 +148,10 @@ impl Encoder {
     /// Entries this encoder cannot own (unknown protocol, duplicate ids, overlapping regions, dests of no
     /// service) are removed or rewritten by the next [`sync`](Self::sync).
     ///
-    /// `rvs_cfg` is assumed to hold what an encoder derives from these dests (`CFG_F_NAT` when one is NAT):
-    /// the same encoder wrote both, and a data plane whose pins lack `rvs_cfg` is not adopted (it is
-    /// reloaded, and the daemon then syncs into fresh maps).
+    /// `rvs_cfg` is assumed to hold what an encoder derives from these dests (`CFG_F_NAT` when one is NAT),
+    /// and `rvs_vip` the addresses of these services: the same encoder wrote them all, and a data plane
+    /// whose pins lack `rvs_cfg` or `rvs_vip` is not adopted (it is reloaded, and the daemon then syncs
+    /// into fresh maps).
     pub fn adopt(svcs: &[(SvcKey, SvcVal)], dests: &[(u32, DestVal)]) -> Self {
         let mut enc = Self::new();
         let mut sorted: Vec<&(SvcKey, SvcVal)> = svcs.iter().collect();
@@ -207,6 +219,8 @@ impl Encoder {
             .unwrap_or(0)
             .wrapping_add(1)
             .max(1);
+        // Foreign services' addresses too: the next sync removes those no service keeps.
+        enc.vips = svcs.iter().map(|(k, _)| VipKey::of(k)).collect();
         enc
     }
 
@@ -263,6 +277,13 @@ impl Encoder {
             ops.push(MapOp::SvcDel { key });
         }
         let wanted: HashSet<SvcKey> = table.services().iter().map(|e| svc_key(&e.service.key)).collect();
+        let want_vips: HashSet<VipKey> = wanted.iter().map(VipKey::of).collect();
+        let mut new_vips: Vec<VipKey> = want_vips.difference(&self.vips).copied().collect();
+        new_vips.sort_unstable();
+        for key in new_vips {
+            ops.push(MapOp::VipSet { key });
+            self.vips.insert(key);
+        }
         let mut gone: Vec<(u32, SvcKey)> = self
             .svcs
             .iter()
@@ -304,11 +325,43 @@ impl Encoder {
         for id in orphans {
             self.free_dest(id, &mut ops);
         }
+        let mut old_vips: Vec<VipKey> = self.vips.difference(&want_vips).copied().collect();
+        old_vips.sort_unstable();
+        for key in old_vips {
+            ops.push(MapOp::VipDel { key });
+            self.vips.remove(&key);
+        }
         if self.cfg != want {
             ops.push(MapOp::CfgSet { val: want });
             self.cfg = want;
         }
+        self.sync_marks(table, &mut ops)?;
         Ok(ops)
+    }
+
+    /// `rvs_mark` to the table's marks: changed and new entries, then removed ones. An entry is one
+    /// lookup's whole answer, so each packet sees either the old or the new ranges of its prefix.
+    fn sync_marks(&mut self, table: &Table, ops: &mut Vec<MapOp>) -> Result<(), ApplyError> {
+        let marks: BTreeMap<u32, Vec<MarkMatch>> =
+            table.marks().into_iter().map(|m| (m.mark, m.matches)).collect();
+        let want: HashMap<MarkKey, MarkVal> = mark_entries(&marks)?.into_iter().collect();
+        let mut set: Vec<(MarkKey, MarkVal)> = want
+            .iter()
+            .filter(|(k, v)| self.marks.get(*k) != Some(*v))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        set.sort_by_key(|(k, _)| mark_order(k));
+        let mut del: Vec<MarkKey> = self
+            .marks
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .copied()
+            .collect();
+        del.sort_by_key(mark_order);
+        ops.extend(set.into_iter().map(|(key, val)| MapOp::MarkSet { key, val }));
+        ops.extend(del.into_iter().map(|key| MapOp::MarkDel { key }));
+        self.marks = want;
+        Ok(())
     }
 
     fn sync_service(
@@ -568,8 +621,110 @@ pub fn from_rules(rules: &str, neigh: &dyn Fn(IpAddr) -> Option<Neighbor>) -> Re
     Encoder::new().sync(&table, neigh).map_err(|e| e.to_string())
 }
 
+/// A stable order of `rvs_mark` keys for the ops (the maps do not care).
+fn mark_order(k: &MarkKey) -> (u8, u8, u32, [u8; 16]) {
+    (k.data.family, k.data.proto, k.prefixlen, addr_bytes(&k.data.addr))
+}
+
+/// `addr` with the bits after `prefix` cleared.
+pub fn mask_addr(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+/// Whether `inner/inner_len` lies inside `outer/outer_len` (same family, `outer_len <= inner_len`).
+fn covers(outer: IpAddr, outer_len: u8, inner: IpAddr, inner_len: u8) -> bool {
+    outer.is_ipv4() == inner.is_ipv4() && outer_len <= inner_len && mask_addr(inner, outer_len) == outer
+}
+
+/// The `rvs_mark` entries of the declared marks (bpf/lib/mark.h): one per (family, protocol, prefix),
+/// holding that prefix's port ranges (by first port) and then those of every shorter prefix that covers
+/// it, longest first, so that the longest-prefix match alone answers and the most specific match wins.
+///
+/// # Errors
+/// [`ApplyError::MarkTooManyRanges`] when an entry would hold more than `MARK_RANGES` ranges,
+/// [`ApplyError::NoMemory`] beyond `MAX_MARK_PREFIXES` entries.
+pub fn mark_entries(marks: &BTreeMap<u32, Vec<MarkMatch>>) -> Result<Vec<(MarkKey, MarkVal)>, ApplyError> {
+    // (proto, addr, prefix) -> ranges
+    let mut groups: BTreeMap<(u8, IpAddr, u8), Vec<MarkRange>> = BTreeMap::new();
+    for (&mark, matches) in marks {
+        for m in matches {
+            let addr = mask_addr(m.addr, m.prefix);
+            groups
+                .entry((m.proto.number(), addr, m.prefix))
+                .or_default()
+                .push(MarkRange {
+                    lo: m.port_lo,
+                    hi: m.port_hi,
+                    mark,
+                });
+        }
+    }
+    for ranges in groups.values_mut() {
+        ranges.sort_by_key(|r| (r.lo, r.hi, r.mark));
+        ranges.dedup();
+    }
+    if groups.len() > MAX_MARK_PREFIXES as usize {
+        return Err(ApplyError::NoMemory);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (&(proto, addr, prefix), own) in &groups {
+        let mut covering: Vec<(u8, &Vec<MarkRange>)> = groups
+            .iter()
+            .filter(|((p, a, l), _)| *p == proto && *l < prefix && covers(*a, *l, addr, prefix))
+            .map(|((_, _, l), r)| (*l, r))
+            .collect();
+        covering.sort_by_key(|c| std::cmp::Reverse(c.0));
+        let all: Vec<MarkRange> = own
+            .iter()
+            .chain(covering.into_iter().flat_map(|(_, r)| r.iter()))
+            .copied()
+            .collect();
+        if all.len() > MARK_RANGES {
+            return Err(ApplyError::MarkTooManyRanges);
+        }
+        let (a, family) = map_addr(addr);
+        let mut val = MarkVal {
+            n: all.len() as u32,
+            ..MarkVal::default()
+        };
+        val.ranges[..all.len()].copy_from_slice(&all);
+        out.push((
+            MarkKey {
+                prefixlen: 32 + u32::from(prefix),
+                data: MarkAddr {
+                    family: family as u8,
+                    proto,
+                    _pad: [0; 2],
+                    addr: a,
+                },
+            },
+            val,
+        ));
+    }
+    Ok(out)
+}
+
 /// The `rvs_svc` key of a service.
 pub fn svc_key(key: &ServiceKey) -> SvcKey {
+    if let Some(mark) = key.mark() {
+        let family = if key.addr.is_ipv6() {
+            Family::Inet6
+        } else {
+            Family::Inet
+        };
+        return SvcKey::fwmark(mark, family);
+    }
     let (addr, family) = map_addr(key.addr);
     SvcKey {
         addr,
@@ -581,6 +736,13 @@ pub fn svc_key(key: &ServiceKey) -> SvcKey {
 
 /// The service a `rvs_svc` key stands for, if rvs knows its protocol and family.
 pub fn service_key(key: &SvcKey) -> Option<ServiceKey> {
+    if let Some(mark) = key.mark() {
+        return match key.family {
+            f if f == Family::Inet as u8 => Some(ServiceKey::fwmark(mark, false)),
+            f if f == Family::Inet6 as u8 => Some(ServiceKey::fwmark(mark, true)),
+            _ => None,
+        };
+    }
     let proto = match key.proto {
         6 => Protocol::Tcp,
         17 => Protocol::Udp,

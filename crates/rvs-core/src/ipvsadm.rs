@@ -15,6 +15,7 @@
 
 mod addr;
 mod check;
+pub mod mark;
 mod popt;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -173,6 +174,8 @@ pub enum Invocation {
     Version,
     /// `-h`/`--help`.
     Help,
+    /// `--list-marks` (rvs's own): the declared firewall marks.
+    ListMarks,
 }
 
 /// Parses one ipvsadm command line (`args` without argv\[0\]); no arguments means `-L`.
@@ -185,6 +188,9 @@ pub enum Invocation {
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Invocation, CliError> {
     if args.is_empty() {
         return Ok(Invocation::List(ListOpts::default()));
+    }
+    if args.first().is_some_and(|a| mark::is_mark_command(a.as_ref())) {
+        return mark::parse(args);
     }
     let mut popt = Popt::new(args);
     let Some(Ok(first)) = popt.next_opt() else {
@@ -644,10 +650,10 @@ impl Entry {
         Ok(())
     }
 
-    /// The service selector as rvs's key; fwmark and SCTP services do not exist in rvs.
+    /// The service selector as rvs's key; SCTP services do not exist in rvs.
     fn service_key(&self) -> Result<ServiceKey, CliError> {
         if self.fwmark != 0 {
-            return Err(CliError::unsupported("fwmark services are"));
+            return Ok(ServiceKey::fwmark(self.fwmark, self.svc.af == Af::V6));
         }
         let proto = match self.proto {
             Proto::Tcp => Protocol::Tcp,

@@ -1,7 +1,9 @@
 //! The IPVS table as the kernel keeps it: services and their real servers, changed by ipvsadm commands
 //! with the kernel's checks, error codes and list order.
 
-use crate::domain::{ApplyError, Command, Dest, DestKey, FwdMethod, Service, ServiceKey};
+use std::collections::BTreeMap;
+
+use crate::domain::{ApplyError, Command, Dest, DestKey, FwdMethod, Mark, MarkMatch, Service, ServiceKey};
 
 /// Schedulers the data plane executes. Any other name is refused with
 /// [`ApplyError::SchedulerNotFound`], as the kernel refuses a scheduler module it cannot load.
@@ -25,10 +27,12 @@ impl ServiceEntry {
     }
 }
 
-/// The whole configuration: services in the order they were added.
+/// The whole configuration: services in the order they were added, and the firewall marks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Table {
     services: Vec<ServiceEntry>,
+    /// Declared marks by number, each with its matches in the order given.
+    marks: BTreeMap<u32, Vec<MarkMatch>>,
 }
 
 impl Table {
@@ -42,6 +46,17 @@ impl Table {
         &self.services
     }
 
+    /// The declared firewall marks, by number.
+    pub fn marks(&self) -> Vec<Mark> {
+        self.marks
+            .iter()
+            .map(|(&mark, matches)| Mark {
+                mark,
+                matches: matches.clone(),
+            })
+            .collect()
+    }
+
     /// The service with this key.
     pub fn get(&self, key: &ServiceKey) -> Option<&ServiceEntry> {
         self.services.iter().find(|e| e.service.key == *key)
@@ -50,7 +65,10 @@ impl Table {
     /// A table holding these entries as they are, without the kernel's checks (tests only).
     #[cfg(test)]
     pub(crate) fn from_entries(services: Vec<ServiceEntry>) -> Self {
-        Self { services }
+        Self {
+            services,
+            marks: BTreeMap::new(),
+        }
     }
 
     fn get_mut(&mut self, key: &ServiceKey) -> Option<&mut ServiceEntry> {
@@ -84,7 +102,29 @@ impl Table {
                 let i = self.position(key).ok_or(ApplyError::NoSuchService)?;
                 self.services.remove(i);
             }
-            Command::Clear => self.services.clear(),
+            // The marks are part of the table `-S` saves, so `-C` clears them too: `-C` then `-R`
+            // of a saved table rebuilds it.
+            Command::Clear => {
+                self.services.clear();
+                self.marks.clear();
+            }
+            Command::AddMark(m) => {
+                if self.marks.contains_key(&m.mark) {
+                    return Err(ApplyError::MarkExists);
+                }
+                for (&other, matches) in &self.marks {
+                    if m.matches.iter().any(|a| matches.iter().any(|b| a.overlaps(b))) {
+                        return Err(ApplyError::MarkOverlap(other));
+                    }
+                }
+                let mut next = self.marks.clone();
+                next.insert(m.mark, m.matches.clone());
+                crate::encode::mark_entries(&next)?;
+                self.marks = next;
+            }
+            Command::DelMark(mark) => {
+                self.marks.remove(mark).ok_or(ApplyError::NoSuchMark)?;
+            }
             Command::AddDest(key, dest) => {
                 let entry = self.get_mut(key).ok_or(ApplyError::ServiceNotDefined)?;
                 check_dest(&entry.service, dest)?;
@@ -147,6 +187,10 @@ fn check_scheduler(svc: &Service) -> Result<(), ApplyError> {
 /// The checks of ip_vs_genl_set_cmd (family) and ip_vs_add_dest/ip_vs_edit_dest (thresholds), in the
 /// kernel's order; they run before the dest lookup, so they win over EEXIST/ENOENT.
 fn check_dest(svc: &Service, dest: &Dest) -> Result<(), ApplyError> {
+    // A NAT reply finds its virtual address through the service's key, which a mark service lacks.
+    if svc.key.mark().is_some() && dest.fwd == FwdMethod::Masq {
+        return Err(ApplyError::FwmarkMasq);
+    }
     if dest.key.addr.is_ipv4() != svc.key.addr.is_ipv4() && dest.fwd != FwdMethod::Tunnel {
         return Err(ApplyError::AfNotSupported);
     }

@@ -56,8 +56,13 @@ impl Dataplane {
     /// `conn_max` for rvs_conn) before anything is reused; a mismatch is refused.
     ///
     /// # Errors
-    /// Creating the directory, a map mismatch, the verifier, or pinning.
+    /// `conn_max` out of range, creating the directory, a map mismatch, the verifier, or pinning.
     pub fn open(cfg: &DataplaneConfig) -> Result<Self, DataplaneError> {
+        if !(1..=crate::CONN_MAX_LIMIT).contains(&cfg.conn_max) {
+            return Err(DataplaneError::ConnMax {
+                conn_max: cfg.conn_max,
+            });
+        }
         let dir = &cfg.pin_dir;
         sys::create_pin_dir(dir)?;
         let mut maps_pinned = 0;
@@ -259,6 +264,45 @@ impl Dataplane {
     /// A map read failed.
     pub fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
         self.maps.conns()
+    }
+
+    /// The connections (as [`Dataplane::conns`]) read [`crate::CONN_CHUNK`] entries per syscall and
+    /// handed to `f` one chunk at a time, so that a table of millions is never copied whole; returns
+    /// how many. An entry added or removed during the read may or may not be seen; none is seen twice.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_chunks(&self, f: impl FnMut(&[(ConnKey, ConnVal)])) -> Result<usize, DataplaneError> {
+        self.maps.conn_chunks(f)
+    }
+
+    /// Every entry of rvs_conn, NAT reply entries included, chunk by chunk as [`Dataplane::conn_chunks`].
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_entry_chunks(&self, f: impl FnMut(&[(ConnKey, ConnVal)])) -> Result<usize, DataplaneError> {
+        self.maps.conn_entry_chunks(f)
+    }
+
+    /// Inserts or replaces `keys[i] -> vals[i]` in rvs_conn, [`crate::CONN_CHUNK`] per syscall (tests
+    /// and benchmarks; the data plane creates its own). Returns how many were written.
+    ///
+    /// # Errors
+    /// A map write failed (the entries before it stay written).
+    ///
+    /// # Panics
+    /// If `keys` and `vals` differ in length.
+    pub fn set_conns(&mut self, keys: &[ConnKey], vals: &[ConnVal]) -> Result<usize, DataplaneError> {
+        self.maps.set_conns(keys, vals)
+    }
+
+    /// Bytes of kernel memory rvs_conn takes (its fdinfo `memlock`): all of it is allocated when the
+    /// map is created, whether the entries are used or not.
+    ///
+    /// # Errors
+    /// /proc/self/fdinfo could not be read.
+    pub fn conn_memory(&self) -> Result<u64, DataplaneError> {
+        self.maps.conn_memlock()
     }
 
     /// Every entry of rvs_conn, NAT reply entries included.

@@ -60,6 +60,23 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// A map command aya does not offer (the batch commands, see `batch.rs`) failed.
+    #[error("map {map}: {op}")]
+    MapSyscall {
+        /// Map name.
+        map: &'static str,
+        /// What was being done.
+        op: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection table size is 0 or more than the kernel makes.
+    #[error("connection table size {conn_max}: must be 1 to {limit}", limit = crate::CONN_MAX_LIMIT)]
+    ConnMax {
+        /// The size asked for.
+        conn_max: u32,
+    },
     /// A pinned map exists but is not the map this build expects.
     #[error(
         "pinned map {} is {found}, this build expects {expected}: run `rvsd --unload` (drops every \
@@ -165,6 +182,14 @@ impl DataplaneError {
         DataplaneError::Io {
             op,
             path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn syscall(map: &'static str, op: impl fmt::Display, source: io::Error) -> Self {
+        DataplaneError::MapSyscall {
+            map,
+            op: op.to_string(),
             source,
         }
     }

@@ -11,6 +11,7 @@
 //!
 //! [`attach_pass`] attaches the `rvs_pass` (XDP_PASS) program, for the test labs and the demo.
 
+mod batch;
 mod dataplane;
 mod error;
 mod maps;
@@ -20,6 +21,7 @@ mod test_program;
 
 use std::path::PathBuf;
 
+pub use batch::CHUNK as CONN_CHUNK;
 pub use dataplane::{Dataplane, unload};
 pub use error::{DataplaneError, MapSpec};
 pub use pass::{PassProgram, attach_pass};
@@ -29,12 +31,18 @@ pub use test_program::TestProgram;
 /// Default pin directory of the daemon's data plane.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rvs";
 
+/// The largest connection table the kernel makes: a hash map's buckets (a power of two at least
+/// max_entries, 16 bytes each) must fit the u32 size that `htab_map_alloc` checks (kernel/bpf/hashtab.c),
+/// so 2^27 entries; one more gets E2BIG. Whether that much memory (about 130 bytes an entry, see
+/// docs/performance.md) can be had is another matter, answered by the allocation.
+pub const CONN_MAX_LIMIT: u32 = 1 << 27;
+
 /// Where and how big: the settings [`Dataplane::open`] needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
     /// Directory on bpffs holding the pinned maps, program and links.
     pub pin_dir: PathBuf,
-    /// max_entries of the connection table (rvs_conn).
+    /// max_entries of the connection table (rvs_conn): 1 to [`CONN_MAX_LIMIT`].
     pub conn_max: u32,
 }
 

@@ -1,25 +1,31 @@
 //! Typed handles on the director's maps (bpf/include/rvs_maps.h), shared by [`crate::Dataplane`] and
 //! [`crate::TestProgram`]: applying `MapOp`s and reading maps back.
 
-use std::collections::HashSet;
+use std::collections::HashMap as StdHashMap;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use aya::Ebpf;
 use aya::maps::xdp::XdpMapError;
 use aya::maps::{
-    Array, DevMapHash, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray, PerCpuValues,
+    Array, DevMapHash, HashMap, IterableMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray,
+    PerCpuValues,
+    lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use rvs_abi::{
-    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, MapOp, Stats,
-    SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey, Timeouts, map,
+    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, MapOp, MarkAddr,
+    MarkKey, MarkVal, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey, Timeouts, VIP_PRESENT,
+    VipKey, map,
 };
 
+use crate::batch::{self, CHUNK};
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
-pub(crate) const MAP_NAMES: [&str; 15] = [
+pub(crate) const MAP_NAMES: [&str; 17] = [
     map::SVC,
     map::SVC_ADDR,
+    map::VIP,
     map::DEST,
     map::SCHED,
     map::SVC_ST,
@@ -33,6 +39,7 @@ pub(crate) const MAP_NAMES: [&str; 15] = [
     map::TX_PORTS,
     map::TEST_FIB,
     map::TEST_ENV,
+    map::MARK,
 ];
 
 /// What a map of this build looks like; `conn_max` is rvs_conn's size.
@@ -47,6 +54,7 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
     match name {
         map::SVC => spec(MapType::Hash, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
         map::SVC_ADDR => spec(MapType::Array, 4, size_of::<SvcKey>(), MAX_SVC),
+        map::VIP => spec(MapType::Hash, size_of::<VipKey>(), 4, MAX_SVC),
         map::DEST => spec(MapType::Array, 4, size_of::<DestVal>(), MAX_DEST),
         map::SCHED => spec(MapType::Array, 4, 4, SCHED_SLOTS),
         map::SVC_ST => spec(MapType::Array, 4, size_of::<SvcState>(), MAX_SVC),
@@ -71,6 +79,12 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
             TEST_FIB_MAX,
         ),
         map::TEST_ENV => spec(MapType::Array, 4, size_of::<TestEnv>(), 1),
+        map::MARK => spec(
+            MapType::LpmTrie,
+            size_of::<MarkKey>(),
+            size_of::<MarkVal>(),
+            rvs_abi::MAX_MARK_PREFIXES,
+        ),
         other => unreachable!("unknown map {other}"),
     }
 }
@@ -116,6 +130,7 @@ fn map_name_of(path: &Path) -> &'static str {
 pub(crate) struct Maps {
     svc: HashMap<MapData, SvcKey, SvcVal>,
     svc_addr: Array<MapData, SvcKey>,
+    vip: HashMap<MapData, VipKey, u32>,
     dest: Array<MapData, DestVal>,
     sched: Array<MapData, u32>,
     svc_st: Array<MapData, SvcState>,
@@ -129,6 +144,7 @@ pub(crate) struct Maps {
     tx_ports: DevMapHash<MapData>,
     test_fib: HashMap<MapData, TestFibKey, TestFib>,
     test_env: Array<MapData, TestEnv>,
+    mark: LpmTrie<MapData, MarkAddr, MarkVal>,
     conn_max: u32,
 }
 
@@ -177,6 +193,7 @@ impl Maps {
         Ok(Maps {
             svc: typed(map::SVC, get(map::SVC)?)?,
             svc_addr: typed(map::SVC_ADDR, get(map::SVC_ADDR)?)?,
+            vip: typed(map::VIP, get(map::VIP)?)?,
             dest: typed(map::DEST, get(map::DEST)?)?,
             sched: typed(map::SCHED, get(map::SCHED)?)?,
             svc_st: typed(map::SVC_ST, get(map::SVC_ST)?)?,
@@ -190,6 +207,7 @@ impl Maps {
             tx_ports: typed(map::TX_PORTS, get(map::TX_PORTS)?)?,
             test_fib: typed(map::TEST_FIB, get(map::TEST_FIB)?)?,
             test_env: typed(map::TEST_ENV, get(map::TEST_ENV)?)?,
+            mark: typed(map::MARK, get(map::MARK)?)?,
             conn_max,
         })
     }
@@ -249,6 +267,24 @@ impl Maps {
                 .timeouts
                 .set(0, val, 0)
                 .map_err(|e| DataplaneError::map(map::TIMEOUTS, "set [0]", e)),
+            MapOp::VipSet { key } => self
+                .vip
+                .insert(key, VIP_PRESENT, 0)
+                .map_err(|e| DataplaneError::map(map::VIP, format_args!("insert {key:?}"), e)),
+            // Deleting an absent address is not an error: the result is the same map.
+            MapOp::VipDel { key } => match self.vip.remove(&key) {
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r.map_err(|e| DataplaneError::map(map::VIP, format_args!("delete {key:?}"), e)),
+            },
+            MapOp::MarkSet { key, val } => self
+                .mark
+                .insert(&LpmKey::new(key.prefixlen, key.data), val, 0)
+                .map_err(|e| DataplaneError::map(map::MARK, format_args!("insert {key:?}"), e)),
+            // Deleting an absent entry is not an error: the result is the same map.
+            MapOp::MarkDel { key } => match self.mark.remove(&LpmKey::new(key.prefixlen, key.data)) {
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r.map_err(|e| DataplaneError::map(map::MARK, format_args!("delete {key:?}"), e)),
+            },
         }
     }
 
@@ -340,15 +376,19 @@ impl Maps {
             .map_err(|e| DataplaneError::map(map::DEST, format_args!("get [{id}]"), e))
     }
 
-    /// Every slot holding `DEST_F_VALID`.
+    /// Every slot holding `DEST_F_VALID`, by id; read in batches of [`CHUNK`] slots (rvs_dest has
+    /// `MAX_DEST` of them).
     pub(crate) fn dests(&self) -> Result<Vec<(u32, DestVal)>, DataplaneError> {
         let mut out = Vec::new();
-        for (id, v) in self.dest.iter().enumerate() {
-            let v = v.map_err(|e| DataplaneError::map(map::DEST, format_args!("get [{id}]"), e))?;
-            if v.flags & rvs_abi::DEST_F_VALID != 0 {
-                out.push((id as u32, v));
-            }
-        }
+        batch::lookup_batch::<u32, DestVal>(self.dest.map().fd().as_fd(), CHUNK, |ids, vals| {
+            out.extend(
+                ids.iter()
+                    .copied()
+                    .zip(vals.iter().copied())
+                    .filter(|(_, v)| v.flags & DEST_F_VALID != 0),
+            );
+        })
+        .map_err(|e| DataplaneError::syscall(map::DEST, "batch lookup", e))?;
         Ok(out)
     }
 
@@ -399,32 +439,141 @@ impl Maps {
             .collect()
     }
 
-    /// Every entry of rvs_conn, NAT reply entries included. The table changes while it is walked (the
-    /// data plane inserts, the LRU evicts), so a key that vanished is skipped and a key seen twice (the
-    /// walk restarts when its cursor is evicted) is kept once; the walk stops after twice the table's
-    /// size.
+    /// Every entry of rvs_conn, NAT reply entries included, read [`CHUNK`] entries per syscall and handed
+    /// to `f` one chunk at a time; returns how many. The table changes while it is read (the data
+    /// plane inserts, the LRU evicts): an entry added or removed meanwhile may or may not be seen, and
+    /// none is seen twice (see [`crate::batch`]).
+    pub(crate) fn conn_entry_chunks(
+        &self,
+        mut f: impl FnMut(&[(ConnKey, ConnVal)]),
+    ) -> Result<usize, DataplaneError> {
+        let mut pairs = Vec::with_capacity(CHUNK);
+        batch::lookup_batch::<ConnKey, ConnVal>(self.conn_fd(), CHUNK, |keys, vals| {
+            pairs.clear();
+            pairs.extend(keys.iter().copied().zip(vals.iter().copied()));
+            f(&pairs);
+        })
+        .map_err(|e| DataplaneError::syscall(map::CONN, "batch lookup", e))
+    }
+
+    /// The connections, chunk by chunk as [`Maps::conn_entry_chunks`] reads them, without the NAT
+    /// reply entries, which only index a connection by its real server's side (bpf/lib/conn.h).
+    pub(crate) fn conn_chunks(
+        &self,
+        mut f: impl FnMut(&[(ConnKey, ConnVal)]),
+    ) -> Result<usize, DataplaneError> {
+        let mut conns = Vec::with_capacity(CHUNK);
+        let mut n = 0;
+        self.conn_entry_chunks(|chunk| {
+            conns.clear();
+            conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0));
+            n += conns.len();
+            f(&conns);
+        })?;
+        Ok(n)
+    }
+
+    /// Every entry of rvs_conn, NAT reply entries included (see [`Maps::conn_entry_chunks`]).
     pub(crate) fn conn_entries(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let limit = self.conn_max as usize * 2;
-        for (n, kv) in self.conn.iter().enumerate() {
-            if n >= limit {
-                break;
-            }
-            let (k, v) = kv.map_err(|e| DataplaneError::map(map::CONN, "iterate", e))?;
-            if seen.insert(k) {
-                out.push((k, v));
-            }
-        }
+        self.conn_entry_chunks(|c| out.extend_from_slice(c))?;
         Ok(out)
     }
 
-    /// The connections: every entry but the NAT reply entries, which only index a connection by its
-    /// real server's side (bpf/lib/conn.h).
+    /// The connections: every entry but the NAT reply entries (see [`Maps::conn_chunks`]).
     pub(crate) fn conns(&self) -> Result<Vec<(ConnKey, ConnVal)>, DataplaneError> {
-        let mut v = self.conn_entries()?;
-        v.retain(|(_, c)| c.flags & CONN_F_REPLY == 0);
-        Ok(v)
+        let mut out = Vec::new();
+        self.conn_chunks(|c| out.extend_from_slice(c))?;
+        Ok(out)
+    }
+
+    /// The kernel memory rvs_conn costs, in bytes: the `memlock` line of its fdinfo, which since Linux
+    /// 6.4 is the map's own account of what it allocated (`htab_map_mem_usage`: buckets, the
+    /// preallocated elements, the LRU lists), whether or not the entries are in use.
+    pub(crate) fn conn_memlock(&self) -> Result<u64, DataplaneError> {
+        let path = format!("/proc/self/fdinfo/{}", self.conn_fd().as_raw_fd());
+        let text = std::fs::read_to_string(&path).map_err(|e| DataplaneError::io("read", &path, e))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                DataplaneError::io(
+                    "find memlock in",
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "no memlock line"),
+                )
+            })
+    }
+
+    fn conn_fd(&self) -> BorrowedFd<'_> {
+        self.conn.map().fd().as_fd()
+    }
+
+    /// Inserts or replaces `keys[i] -> vals[i]`, [`CHUNK`] entries per syscall (tests and benchmarks;
+    /// the data plane creates its own). Returns how many were written.
+    pub(crate) fn set_conns(&mut self, keys: &[ConnKey], vals: &[ConnVal]) -> Result<usize, DataplaneError> {
+        // BPF_ANY: insert or replace.
+        batch::update_batch(self.conn_fd(), keys, vals, 0)
+            .map_err(|e| DataplaneError::syscall(map::CONN, "batch update", e))
+    }
+
+    /// Deletes the connections `keys`, each with its NAT reply entry as [`Maps::delete_conn`] does; a
+    /// key that is no longer there (evicted, or deleted meanwhile) is skipped. Returns how many entries
+    /// of `keys` were deleted.
+    ///
+    /// Only a connection to a NAT real server has a reply entry, and finding it takes the connection's
+    /// value. Without a NAT real server in rvs_dest (read in one batch), the keys go straight to
+    /// BPF_MAP_DELETE_BATCH, [`CHUNK`] per syscall. With one, each key is looked up and deleted in one
+    /// syscall (BPF_MAP_LOOKUP_AND_DELETE_ELEM), its reply entry checked with one lookup, and the reply
+    /// entries deleted in batches.
+    pub(crate) fn delete_conns(&mut self, keys: &[ConnKey]) -> Result<usize, DataplaneError> {
+        let mut nat: StdHashMap<u32, DestVal> = StdHashMap::new();
+        batch::lookup_batch::<u32, DestVal>(self.dest.map().fd().as_fd(), CHUNK, |ids, vals| {
+            for (id, d) in ids.iter().zip(vals) {
+                if d.flags & DEST_F_VALID != 0 && d.fwd == Fwd::Nat as u8 {
+                    nat.insert(*id, *d);
+                }
+            }
+        })
+        .map_err(|e| DataplaneError::syscall(map::DEST, "batch lookup", e))?;
+        let fd = self.conn_fd();
+        if nat.is_empty() {
+            return batch::delete_batch(fd, keys)
+                .map_err(|e| DataplaneError::syscall(map::CONN, "batch delete", e));
+        }
+        let mut deleted = 0;
+        let mut replies = Vec::new();
+        for key in keys {
+            let val: ConnVal = match batch::lookup_and_delete(fd, key) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(DataplaneError::syscall(
+                        map::CONN,
+                        format_args!("lookup and delete {key:?}"),
+                        e,
+                    ));
+                }
+            };
+            deleted += 1;
+            if val.flags & CONN_F_REPLY != 0 {
+                continue;
+            }
+            if let Some(dest) = nat.get(&val.dest_id)
+                && dest.svc_id == val.svc_id
+            {
+                let rkey = reply_key(key, dest);
+                if let Ok(r) = self.conn.get(&rkey, 0)
+                    && r.flags & CONN_F_REPLY != 0
+                    && (r.dest_id, r.svc_id) == (val.dest_id, val.svc_id)
+                {
+                    replies.push(rkey);
+                }
+            }
+        }
+        batch::delete_batch(fd, &replies)
+            .map_err(|e| DataplaneError::syscall(map::CONN, "batch delete", e))?;
+        Ok(deleted)
     }
 
     /// Inserts or replaces a connection (tests and tools; the data plane creates its own).

@@ -1,5 +1,6 @@
 //! The few bpf(2) commands aya 0.14 does not expose: opening a pinned link to read its interface, and
-//! detaching a link synchronously. Plus the clock the data plane reads.
+//! detaching a link synchronously (the batch commands are in [`crate::batch`]). Plus the clock the data
+//! plane reads.
 
 use std::ffi::CString;
 use std::io;
@@ -11,9 +12,9 @@ use aya_obj::generated::{bpf_cmd, bpf_link_type};
 
 /// `union bpf_attr` as a zeroed buffer: every command below fills a few leading fields and the kernel
 /// requires the rest to be zero.
-type Attr = [u64; 16];
+pub(crate) type Attr = [u64; 16];
 
-fn sys_bpf(cmd: bpf_cmd, attr: &mut Attr) -> io::Result<i64> {
+pub(crate) fn sys_bpf(cmd: bpf_cmd, attr: &mut Attr) -> io::Result<i64> {
     // SAFETY: `attr` is a valid, writable buffer of the size passed, laid out as the command expects.
     let ret = unsafe {
         libc::syscall(

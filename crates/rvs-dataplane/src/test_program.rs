@@ -243,6 +243,34 @@ impl TestProgram {
         self.maps.conn_entries()
     }
 
+    /// The connections chunk by chunk (as [`crate::Dataplane::conn_chunks`]).
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_chunks(&self, f: impl FnMut(&[(ConnKey, ConnVal)])) -> Result<usize, DataplaneError> {
+        self.maps.conn_chunks(f)
+    }
+
+    /// Deletes the connections `keys` with their NAT reply entries (as
+    /// the daemon's old user-space expiry); returns how many of `keys` were deleted.
+    ///
+    /// # Errors
+    /// A map read or write failed.
+    pub fn delete_conns(&mut self, keys: &[ConnKey]) -> Result<usize, DataplaneError> {
+        self.maps.delete_conns(keys)
+    }
+
+    /// Inserts or replaces `keys[i] -> vals[i]` in batches (as [`crate::Dataplane::set_conns`]).
+    ///
+    /// # Errors
+    /// A map write failed.
+    ///
+    /// # Panics
+    /// If `keys` and `vals` differ in length.
+    pub fn set_conns(&mut self, keys: &[ConnKey], vals: &[ConnVal]) -> Result<usize, DataplaneError> {
+        self.maps.set_conns(keys, vals)
+    }
+
     /// Lets the program redirect to `ifindex` (rvs_tx_ports), as [`crate::Dataplane::attach`] does.
     ///
     /// # Errors

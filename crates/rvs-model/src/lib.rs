@@ -10,6 +10,7 @@
 //! | bpf/lib/parse.h | [`parse`] + [`wire`] |
 //! | bpf/lib/csum.h | [`csum`] |
 //! | bpf/lib/svc.h | [`svc`] |
+//! | bpf/lib/mark.h | [`mark`] |
 //! | bpf/lib/conn.h | [`conn`] |
 //! | bpf/lib/sched.h | [`sched`] |
 //! | bpf/lib/expire.h | [`expire`] |
@@ -17,6 +18,7 @@
 //! | bpf/lib/fib.h | [`fwd::fib`] |
 //! | bpf/lib/nat.h | [`fwd::nat`] |
 //! | bpf/lib/tun.h | [`fwd::tun`] |
+//! | bpf/lib/icmp.h | [`fwd::icmp`] |
 //! | bpf/lib/stats.h | [`stats`] |
 //! | bpf/lib/verdict.h, bpf/rvs_xdp.c | [`xdp`] |
 //! | bpf/rvs_decap.c (the real server's program) | [`decap`] |
@@ -30,6 +32,7 @@ pub mod expire;
 pub mod frame;
 pub mod fwd;
 pub mod maps;
+pub mod mark;
 pub mod parse;
 pub mod sched;
 pub mod stats;

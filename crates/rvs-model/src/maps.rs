@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use rvs_abi::{
-    Cfg, ConnKey, ConnVal, DROP_MAX, DestCnt, DestVal, MAX_DEST, MAX_SVC, MAX_TX_PORTS, MapOp, SCHED_SLOTS,
-    Stats, SvcKey, SvcState, SvcVal, Timeouts,
+    Cfg, ConnKey, ConnVal, DROP_MAX, DestCnt, DestVal, MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MAX_TX_PORTS,
+    MapOp, MarkAddr, MarkKey, MarkVal, SCHED_SLOTS, Stats, SvcKey, SvcState, SvcVal, Timeouts, VIP_PRESENT,
+    VipKey, addr_bytes,
 };
 
 /// `BPF_ANY`: create or replace.
@@ -251,6 +252,93 @@ impl<T: Copy + Default + PartialEq> PerCpuArrayMap<T> {
     }
 }
 
+/// The bytes of an `rvs_mark` key's data, in the order the kernel's trie compares them.
+fn mark_bytes(d: &MarkAddr) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[0] = d.family;
+    out[1] = d.proto;
+    out[2..4].copy_from_slice(&d._pad);
+    out[4..].copy_from_slice(&addr_bytes(&d.addr));
+    out
+}
+
+/// Whether the first `bits` bits of `a` and `b` are equal.
+fn prefix_eq(a: &[u8; 20], b: &[u8; 20], bits: u32) -> bool {
+    (0..bits as usize).all(|i| {
+        let m = 0x80u8 >> (i % 8);
+        a[i / 8] & m == b[i / 8] & m
+    })
+}
+
+/// A `BPF_MAP_TYPE_LPM_TRIE` keyed by [`MarkKey`]: an entry is its prefix length and the first that
+/// many bits of its data (the kernel ignores the bits after them); a lookup with a full-length key finds
+/// the entry with the longest prefix that matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LpmTrieMap<V> {
+    entries: BTreeMap<(u32, [u8; 20]), (MarkKey, V)>,
+    max_entries: u32,
+}
+
+impl<V: Copy> LpmTrieMap<V> {
+    /// An empty trie of `max_entries`.
+    pub fn new(max_entries: u32) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            max_entries,
+        }
+    }
+
+    fn norm(key: &MarkKey) -> Result<(u32, [u8; 20]), MapError> {
+        if key.prefixlen > 160 {
+            return Err(MapError::Invalid);
+        }
+        let mut b = mark_bytes(&key.data);
+        for (i, byte) in b.iter_mut().enumerate() {
+            let keep = key.prefixlen.saturating_sub(8 * i as u32).min(8);
+            *byte &= !(0xffu16 >> keep) as u8;
+        }
+        Ok((key.prefixlen, b))
+    }
+
+    /// `bpf_map_update_elem` with `BPF_ANY`.
+    ///
+    /// # Errors
+    /// A prefix length beyond the data, or a full trie.
+    pub fn update(&mut self, key: MarkKey, val: V) -> Result<(), MapError> {
+        let k = Self::norm(&key)?;
+        if !self.entries.contains_key(&k) && self.entries.len() >= self.max_entries as usize {
+            return Err(MapError::Full);
+        }
+        self.entries.insert(k, (key, val));
+        Ok(())
+    }
+
+    /// `bpf_map_delete_elem`.
+    ///
+    /// # Errors
+    /// No such entry.
+    pub fn delete(&mut self, key: &MarkKey) -> Result<(), MapError> {
+        let k = Self::norm(key)?;
+        self.entries.remove(&k).map(drop).ok_or(MapError::NotFound)
+    }
+
+    /// `bpf_map_lookup_elem`: the value of the longest prefix that matches `key.data` within
+    /// `key.prefixlen` bits.
+    pub fn lookup(&self, key: &MarkKey) -> Option<&V> {
+        let want = mark_bytes(&key.data);
+        self.entries
+            .iter()
+            .filter(|((len, data), _)| *len <= key.prefixlen && prefix_eq(data, &want, *len))
+            .max_by_key(|((len, _), _)| *len)
+            .map(|(_, (_, v))| v)
+    }
+
+    /// Every entry, as written.
+    pub fn entries(&self) -> Vec<(MarkKey, V)> {
+        self.entries.values().copied().collect()
+    }
+}
+
 /// Every map of the director, named as in bpf/include/rvs_maps.h.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Maps {
@@ -258,6 +346,8 @@ pub struct Maps {
     pub rvs_svc: HashMapBpf<SvcKey, SvcVal>,
     /// Service id -> the service's key (written with every `SvcSet`).
     pub rvs_svc_addr: ArrayMap<SvcKey>,
+    /// Virtual addresses (echo requests to them are answered).
+    pub rvs_vip: HashMapBpf<VipKey, u32>,
     /// Real servers by dest id.
     pub rvs_dest: ArrayMap<DestVal>,
     /// Scheduler tables: dest ids.
@@ -281,6 +371,8 @@ pub struct Maps {
     /// Devmap (hash) of the interfaces a redirect may use: ifindex -> ifindex. The kernel refuses an
     /// ifindex that names no device; the model cannot know, so its users insert only real ones.
     pub rvs_tx_ports: HashMapBpf<u32, u32>,
+    /// Firewall marks: (family, protocol, address prefix) -> port ranges and marks.
+    pub rvs_mark: LpmTrieMap<MarkVal>,
 }
 
 impl Maps {
@@ -290,6 +382,7 @@ impl Maps {
         Maps {
             rvs_svc: HashMapBpf::new(MAX_SVC),
             rvs_svc_addr: ArrayMap::new(MAX_SVC),
+            rvs_vip: HashMapBpf::new(MAX_SVC),
             rvs_dest: ArrayMap::new(MAX_DEST),
             rvs_sched: ArrayMap::new(SCHED_SLOTS),
             rvs_svc_st: ArrayMap::new(MAX_SVC),
@@ -301,6 +394,7 @@ impl Maps {
             rvs_drops: PerCpuArrayMap::new(DROP_MAX),
             rvs_cfg: ArrayMap::new(1),
             rvs_tx_ports: HashMapBpf::new(MAX_TX_PORTS),
+            rvs_mark: LpmTrieMap::new(MAX_MARK_PREFIXES),
         }
     }
 
@@ -308,6 +402,10 @@ impl Maps {
     ///
     /// # Errors
     /// The first op a map refuses; the ops before it stay applied.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error carries the refused op, whose MarkSet holds a whole rvs_mark value; errors are rare"
+    )]
     pub fn apply(&mut self, ops: &[MapOp]) -> Result<(), ApplyError> {
         for (index, op) in ops.iter().enumerate() {
             self.apply_one(op).map_err(|error| ApplyError {
@@ -334,6 +432,18 @@ impl Maps {
             MapOp::CfgSet { val } => self.rvs_cfg.update(0, val, BPF_ANY),
             MapOp::DestCntClear { id } => self.rvs_dest_cnt.update(id, DestCnt::default(), BPF_ANY),
             MapOp::TimeoutsSet { val } => self.rvs_timeouts.update(0, val, BPF_ANY),
+            MapOp::VipSet { key } => self.rvs_vip.update(key, VIP_PRESENT, BPF_ANY),
+            // As the daemon's data plane: deleting an absent address leaves the same map.
+            MapOp::VipDel { key } => match self.rvs_vip.delete(&key) {
+                Err(MapError::NotFound) => Ok(()),
+                r => r,
+            },
+            MapOp::MarkSet { key, val } => self.rvs_mark.update(key, val),
+            // As the daemon's data plane: deleting an absent entry leaves the same map.
+            MapOp::MarkDel { key } => match self.rvs_mark.delete(&key) {
+                Err(MapError::NotFound) => Ok(()),
+                r => r,
+            },
         }
     }
 }
@@ -381,6 +491,34 @@ mod tests {
         a.clear(1).unwrap();
         assert_eq!(a.lookup(1, 1), Some(0));
         assert!(a.lookup_mut(0, 3).is_none());
+    }
+
+    #[test]
+    fn lpm_trie_finds_the_longest_matching_prefix() {
+        let key = |prefixlen: u32, a: [u8; 4]| MarkKey {
+            prefixlen,
+            data: MarkAddr {
+                family: 1,
+                proto: 6,
+                _pad: [0; 2],
+                addr: rvs_abi::addr_v4(a),
+            },
+        };
+        let mut t = LpmTrieMap::<u32>::new(2);
+        t.update(key(32 + 24, [198, 18, 0, 0]), 24).unwrap();
+        // Bits after the prefix do not count: this is the same /24 entry.
+        t.update(key(32 + 24, [198, 18, 0, 9]), 25).unwrap();
+        t.update(key(32 + 32, [198, 18, 0, 100]), 32).unwrap();
+        assert_eq!(t.update(key(32 + 16, [198, 18, 0, 0]), 16), Err(MapError::Full));
+        assert_eq!(t.lookup(&key(64, [198, 18, 0, 100])), Some(&32));
+        assert_eq!(t.lookup(&key(64, [198, 18, 0, 7])), Some(&25));
+        assert_eq!(t.lookup(&key(64, [198, 18, 1, 7])), None);
+        t.delete(&key(32 + 32, [198, 18, 0, 100])).unwrap();
+        assert_eq!(t.lookup(&key(64, [198, 18, 0, 100])), Some(&25));
+        assert_eq!(
+            t.delete(&key(32 + 32, [198, 18, 0, 100])),
+            Err(MapError::NotFound)
+        );
     }
 
     #[test]

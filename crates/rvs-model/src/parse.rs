@@ -1,4 +1,5 @@
-//! Ethernet (+ one 802.1Q tag), IPv4, IPv6, TCP and UDP parsing into [`Pkt`]. Mirrors bpf/lib/parse.h: the
+//! Ethernet (+ one 802.1Q tag), IPv4, IPv6, TCP and UDP parsing into [`Pkt`] (ICMP and ICMPv6 stop after
+//! the IP header: [`crate::fwd::icmp`] reads them). Mirrors bpf/lib/parse.h: the
 //! checks run in the C's order, so both sides report the same drop reason for a frame that is wrong in
 //! more than one way.
 
@@ -27,11 +28,11 @@ pub struct Pkt {
     pub dport: Be16,
     /// Offset of the IP header in the frame.
     pub l3_off: u16,
-    /// Offset of the TCP/UDP header in the frame.
+    /// Offset of the TCP/UDP (or ICMP) header in the frame.
     pub l4_off: u16,
     /// IP total length, host order: the unit of the byte counters.
     pub ip_len: u16,
-    /// IPPROTO_TCP or IPPROTO_UDP.
+    /// IPPROTO_TCP, IPPROTO_UDP, or IPPROTO_ICMP(V6) until bpf/lib/icmp.h.
     pub proto: u8,
     /// `Family` as u8.
     pub family: u8,
@@ -83,7 +84,10 @@ pub fn rvs_parse_ipv4(data: &[u8], pkt: &mut Pkt) -> Verdict {
     if ip.is_fragment() {
         return Verdict::Action(XdpAction::Pass);
     }
-    if ip.protocol() != ipv4::IPPROTO_TCP && ip.protocol() != ipv4::IPPROTO_UDP {
+    if ip.protocol() != ipv4::IPPROTO_TCP
+        && ip.protocol() != ipv4::IPPROTO_UDP
+        && ip.protocol() != ipv4::IPPROTO_ICMP
+    {
         return Verdict::Action(XdpAction::Pass);
     }
     pkt.saddr[0] = Be32::from_wire(ip.saddr());
@@ -107,7 +111,10 @@ pub fn rvs_parse_ipv6(data: &[u8], pkt: &mut Pkt) -> Verdict {
     if RVS_IPV6_HLEN + plen > rest.len() {
         return Verdict::Drop(DropReason::Ipv6Bad);
     }
-    if ip6.next_header() != ipv4::IPPROTO_TCP && ip6.next_header() != ipv4::IPPROTO_UDP {
+    if ip6.next_header() != ipv4::IPPROTO_TCP
+        && ip6.next_header() != ipv4::IPPROTO_UDP
+        && ip6.next_header() != ipv6::IPPROTO_ICMPV6
+    {
         return Verdict::Action(XdpAction::Pass);
     }
     pkt.saddr = addr_v6(ip6.saddr());
@@ -120,7 +127,8 @@ pub fn rvs_parse_ipv6(data: &[u8], pkt: &mut Pkt) -> Verdict {
 }
 
 /// The parse stages of `rvs_xdp_process` (bpf/rvs_xdp.c) in order: Ethernet, the IP version it names,
-/// TCP/UDP. `Verdict::Ok` when the packet is IPv4 or IPv6 TCP or UDP.
+/// TCP/UDP. `Verdict::Ok` when the packet is IPv4 or IPv6 TCP or UDP, or ICMP (ICMPv6), which stops
+/// after the IP header (`pkt.proto` tells; bpf/lib/icmp.h reads the rest).
 pub fn parse_all(data: &[u8], pkt: &mut Pkt) -> Verdict {
     let ret = rvs_parse_eth(data, pkt);
     if ret != Verdict::Ok {
@@ -133,6 +141,9 @@ pub fn parse_all(data: &[u8], pkt: &mut Pkt) -> Verdict {
     };
     if ret != Verdict::Ok {
         return ret;
+    }
+    if pkt.proto == ipv4::IPPROTO_ICMP || pkt.proto == ipv6::IPPROTO_ICMPV6 {
+        return Verdict::Ok;
     }
     rvs_parse_l4(data, pkt)
 }
@@ -222,7 +233,7 @@ mod tests {
         let mut v4 = f.clone();
         v4[14] = 0x40;
         assert_eq!(parse_all(&v4).0, Verdict::Drop(DropReason::Ipv6Bad));
-        for nh in [0u8, 43, 44, 58, 60] {
+        for nh in [0u8, 43, 44, 60] {
             let mut x = f.clone();
             x[14 + 6] = nh;
             assert_eq!(
@@ -231,6 +242,24 @@ mod tests {
                 "next header {nh}"
             );
         }
+    }
+
+    #[test]
+    fn icmp_and_icmpv6_stop_after_the_ip_header() {
+        let mut f = tcp6_syn(b"");
+        f[14 + 6] = ipv6::IPPROTO_ICMPV6;
+        let (v, pkt) = parse_all(&f);
+        assert_eq!(
+            (v, pkt.proto, pkt.l4_off, pkt.sport.get()),
+            (Verdict::Ok, 58, 54, 0)
+        );
+        let mut f = tcp_syn(b"");
+        f[14 + 9] = ipv4::IPPROTO_ICMP;
+        let (v, pkt) = parse_all(&f);
+        assert_eq!(
+            (v, pkt.proto, pkt.l4_off, pkt.sport.get()),
+            (Verdict::Ok, 1, 34, 0)
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Virtual service lookup. Mirrors bpf/lib/svc.h.
 
-use rvs_abi::{SvcKey, SvcVal};
+use rvs_abi::{Be16, SVC_PROTO_FWMARK, SvcKey, SvcVal};
 
 use crate::maps::Maps;
+use crate::mark::rvs_mark_of;
 use crate::parse::Pkt;
 
 /// Mirrors `rvs_svc_lookup` (bpf/lib/svc.h).
@@ -12,6 +13,21 @@ pub fn rvs_svc_lookup(maps: &Maps, pkt: &Pkt) -> Option<SvcVal> {
         addr: pkt.daddr,
         port: pkt.dport,
         proto: pkt.proto,
+        family: pkt.family,
+    };
+    if let Some(svc) = maps.rvs_svc.lookup(&key) {
+        return Some(*svc);
+    }
+    let mark = rvs_mark_of(maps, pkt);
+    if mark == 0 {
+        return None;
+    }
+    let mut addr = rvs_abi::Addr::default();
+    addr[0] = rvs_abi::Be32::from_wire(mark.to_ne_bytes());
+    let key = SvcKey {
+        addr,
+        port: Be16::default(),
+        proto: SVC_PROTO_FWMARK,
         family: pkt.family,
     };
     maps.rvs_svc.lookup(&key).copied()

@@ -14,13 +14,16 @@ use crate::env::{Env, rvs_cpu, rvs_now_ns};
 use crate::expire::rvs_expire_one;
 use crate::frame::{Frame, XdpAction};
 use crate::fwd::dr::rvs_dr_xmit;
+use crate::fwd::icmp::rvs_icmp_process;
 use crate::fwd::nat::{rvs_nat_enabled, rvs_nat_from_dest, rvs_nat_reply_xmit, rvs_nat_xmit};
 use crate::maps::Maps;
 use crate::parse::{Pkt, parse_all};
 use crate::sched::rvs_sched_pick;
 use crate::stats::{rvs_stats_conn, rvs_stats_drop, rvs_stats_in, rvs_stats_out};
 use crate::svc::rvs_svc_lookup;
+use crate::wire::ipv4::IPPROTO_ICMP;
 use crate::wire::ipv4::IPPROTO_TCP;
+use crate::wire::ipv6::IPPROTO_ICMPV6;
 
 /// What every stage of the packet path returns. Mirrors the int convention of bpf/lib/verdict.h:
 /// `RVS_OK` (0), an XDP action (> 0), or `-RVS_DROP_*` (< 0).
@@ -179,6 +182,9 @@ pub fn rvs_xdp_process(maps: &mut Maps, env: &Env, frame: &mut Frame) -> Verdict
     let ret = parse_all(frame.data(), &mut pkt);
     if ret != Verdict::Ok {
         return ret;
+    }
+    if pkt.proto == IPPROTO_ICMP || pkt.proto == IPPROTO_ICMPV6 {
+        return rvs_icmp_process(maps, env, frame, &mut pkt);
     }
     let Some(svc) = rvs_svc_lookup(maps, &pkt) else {
         return rvs_xdp_reply(maps, env, frame, &mut pkt);

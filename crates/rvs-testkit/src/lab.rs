@@ -366,6 +366,15 @@ impl DrLab {
         self.core.start_rvsd(DIRECTOR, &args)
     }
 
+    /// Starts `rvsd ARGS` (e.g. [`DrLab::rvsd_args`] with an option changed) in the director's namespace
+    /// and waits until it answers `rvsadm -Ln`.
+    ///
+    /// # Errors
+    /// As [`DrLab::start_rvsd`].
+    pub fn start_rvsd_with(&mut self, args: &[String]) -> Result<(), LabError> {
+        self.core.start_rvsd(DIRECTOR, args)
+    }
+
     /// Kills `rvsd` with SIGKILL (no chance to clean up: what survives is what is pinned) and reaps it.
     ///
     /// # Errors

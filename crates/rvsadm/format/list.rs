@@ -103,8 +103,14 @@ fn title(out: &mut String, format: ListFormat) {
 fn service_entry(out: &mut String, svc: &ServiceSnap, opts: &ListOpts, names: &dyn Names) {
     let s = &svc.service;
     let key = s.key;
-    let vname = addrport(key.addr, key.port, key.proto, opts.numeric, names);
-    let mut svc_name = format!("{:<4} {vname}", key.proto.name());
+    let mut svc_name = match key.fwmark_list_name() {
+        // ipvsadm: "FWM  %d" or "FWM  %d IPv6".
+        Some(name) => format!("FWM  {name}"),
+        None => {
+            let vname = addrport(key.addr, key.port, key.proto, opts.numeric, names);
+            format!("{:<4} {vname}", key.proto.name())
+        }
+    };
     if key.addr.is_ipv4() {
         svc_name = cut(svc_name, 33);
     }
@@ -342,6 +348,29 @@ mod tests {
         assert!(got.contains(
             "TCP  [a-very-long-host-name-for-2001:db8::1.example.test]:http rr persistent 60 mask 64\n"
         ));
+    }
+
+    #[test]
+    fn fwmark_services_list_as_ipvsadm_lists_them_after_the_others() {
+        let s = snap(
+            "-A -f 2 -6 -s rr -p 60 -M 64\n-a -f 2 -6 -r [2001:db8::10]:0 -i\n\
+             -A -f 1 -s wrr\n-a -f 1 -r 198.18.1.11 -g\n-A -t 198.18.0.100:80 -s rr\n",
+        );
+        let got = run(&s, "-L", &LongNames);
+        let services: Vec<&str> = got.lines().skip(3).filter(|l| !l.starts_with("  ->")).collect();
+        // ipvs_cmp_services: fwmark first (0 for services by address), then the family.
+        assert_eq!(
+            services,
+            [
+                "TCP  a-very-long-host-name-for-19 rr",
+                "FWM  1 wrr",
+                "FWM  2 IPv6 rr persistent 60 mask 64"
+            ]
+        );
+        assert!(
+            got.contains("\n  -> a-very-long-host-name-for-19 Route   1"),
+            "{got}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! checked against shared/ipvs-golden/ in the tests.
 
 mod list;
+mod marks;
 mod names;
 mod save;
 
@@ -16,6 +17,7 @@ use rvs_api::{DestSnap, ServiceSnap, Snapshot};
 use rvs_core::Protocol;
 
 pub(crate) use list::{NoSuchService, list};
+pub(crate) use marks::{list_marks, mark_rules};
 pub(crate) use names::{Names, SystemNames};
 pub(crate) use save::save;
 
@@ -43,7 +45,7 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
-/// Services in ipvsadm's order (`ipvs_cmp_services`): family, protocol number, address, port.
+/// Services in ipvsadm's order (`ipvs_cmp_services`): fwmark, family, protocol number, address, port.
 ///
 /// ipvsadm subtracts unsigned addresses as `int`, so addresses 2^31 apart can come out in a
 /// surprising order; rvs compares them as unsigned numbers, which agrees everywhere else.
@@ -52,7 +54,11 @@ fn sorted_services(snap: &Snapshot, nosort: bool) -> Vec<&ServiceSnap> {
     if !nosort {
         v.sort_by(|a, b| {
             let (a, b) = (&a.service.key, &b.service.key);
-            cmp_addr(a.addr, b.addr)
+            // ipvs_cmp_services compares the fwmark first: 0 for services by address.
+            a.mark()
+                .unwrap_or(0)
+                .cmp(&b.mark().unwrap_or(0))
+                .then(cmp_addr(a.addr, b.addr))
                 .then(a.proto.number().cmp(&b.proto.number()))
                 .then(a.addr.cmp(&b.addr))
                 .then(a.port.cmp(&b.port))

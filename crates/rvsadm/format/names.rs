@@ -33,7 +33,8 @@ impl Names for SystemNames {
 
     fn port(&self, port: u16, proto: Protocol) -> Option<String> {
         let proto = match proto {
-            Protocol::Tcp => "tcp",
+            // ipvsadm gives a fwmark service protocol TCP internally, and names its ports by it.
+            Protocol::Tcp | Protocol::Fwmark => "tcp",
             Protocol::Udp => "udp",
         };
         rvs_core::ipvsadm::port_to_service(port, proto)

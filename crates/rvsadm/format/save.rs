@@ -18,11 +18,14 @@ pub(crate) fn save(snap: &Snapshot, numeric: bool, names: &dyn Names) -> String 
     for svc in sorted_services(snap, false) {
         let s = &svc.service;
         let key = s.key;
-        let svc_name = format!(
-            "{} {}",
-            key.proto.flag(),
-            addrport(key.addr, key.port, key.proto, numeric, names)
-        );
+        let svc_name = match key.mark() {
+            Some(_) => key.rule_selector(),
+            None => format!(
+                "{} {}",
+                key.proto.flag(),
+                addrport(key.addr, key.port, key.proto, numeric, names)
+            ),
+        };
         let _ = write!(out, "-A {svc_name} -s {}", s.scheduler);
         if let Some(timeout) = s.persistent {
             let _ = write!(out, " -p {timeout}");

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 use rvs_abi::{
     CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, MAX_DEST, MAX_SVC, MapOp, SCHED_SLOTS,
-    SVC_F_PERSISTENT, SvcKey, SvcState, SvcVal, addr_v4, addr_v6,
+    SVC_F_PERSISTENT, SvcKey, SvcState, SvcVal, VipKey, addr_v4, addr_v6,
 };
 
 use super::{Encoder, Neighbor, dest_key, from_rules, service_key, svc_key};
@@ -26,6 +26,8 @@ struct Maps {
     dest_stats_cleared: HashSet<u32>,
     dest_cnt_cleared: HashSet<u32>,
     cfg: Cfg,
+    vip: HashSet<VipKey>,
+    mark: HashMap<rvs_abi::MarkKey, rvs_abi::MarkVal>,
 }
 
 impl Maps {
@@ -149,6 +151,31 @@ impl Maps {
                 self.dest_cnt_cleared.insert(id);
             }
             MapOp::TimeoutsSet { .. } => panic!("the encoder never writes timeouts: {op:?}"),
+            MapOp::MarkSet { key, val } => {
+                assert!(val.n as usize <= rvs_abi::MARK_RANGES, "{op:?}");
+                self.mark.insert(key, val);
+            }
+            MapOp::MarkDel { key } => {
+                assert!(self.mark.remove(&key).is_some(), "{op:?} of a missing entry");
+            }
+            MapOp::VipSet { key } => {
+                assert_eq!(key._pad, [0; 3]);
+                assert!(self.vip.insert(key), "{op:?} of a present address");
+            }
+            MapOp::VipDel { key } => {
+                assert!(self.vip.remove(&key), "{op:?} of a missing address");
+                assert!(
+                    self.svc.keys().all(|k| VipKey::of(k) != key),
+                    "{op:?} while a service uses it"
+                );
+            }
+        }
+        // Every service's address is a virtual address.
+        for k in self.svc.keys() {
+            assert!(
+                self.vip.contains(&VipKey::of(k)),
+                "{op:?}: {k:?} has no rvs_vip entry"
+            );
         }
         // A NAT dest that a table names needs reply lookups on.
         let nat_named = self.regions().any(|(_, b, l)| {
@@ -168,6 +195,8 @@ impl Maps {
     /// The maps hold exactly `table`'s image, and the encoder's ids are the maps' ids.
     fn check_image(&self, table: &Table, enc: &Encoder, neigh: &dyn Fn(IpAddr) -> Option<Neighbor>) {
         assert_eq!(self.svc.len(), table.services().len(), "services");
+        let vips: HashSet<VipKey> = self.svc.keys().map(VipKey::of).collect();
+        assert_eq!(self.vip, vips, "rvs_vip holds exactly the services' addresses");
         let nat = table
             .services()
             .iter()
@@ -351,6 +380,9 @@ fn nat_wrr_setup_gives_exactly_these_ops() {
     let key = svc_key(&k);
     // New ids follow the order of addition: rs1 = 0, rs2 = 1, rs3 = 2; the table is rs3 rs2 rs1 rs1 rs2 rs1.
     let mut want = vec![
+        MapOp::VipSet {
+            key: VipKey::of(&key),
+        },
         MapOp::SvcStateSet {
             id: 0,
             val: SvcState { pos: 0 },
@@ -451,10 +483,64 @@ fn deleting_a_service_deletes_it_first_then_frees_its_dests() {
                 id: 1,
                 val: DestVal::default()
             },
+            MapOp::VipDel {
+                key: VipKey::of(&svc_key(&k))
+            },
         ]
     );
     maps.apply(&ops);
     assert_eq!(enc.svc_id(&k), None);
+}
+
+#[test]
+fn a_virtual_address_lives_as_long_as_one_of_its_services() {
+    let (a, b) = (skey(80), skey(81));
+    let six = ServiceKey {
+        addr: "2001:db8::100".parse().unwrap(),
+        ..skey(80)
+    };
+    let mut t = table(&[
+        Command::AddService(svc(a, "rr")),
+        Command::AddService(svc(six, "rr")),
+    ]);
+    let mut enc = Encoder::new();
+    let mut maps = Maps::default();
+    let ops = enc.sync(&t, &no_neigh).unwrap();
+    let vip = VipKey::of(&svc_key(&a));
+    let vip6 = VipKey::of(&svc_key(&six));
+    assert_eq!(vip._pad, [0; 3]);
+    assert_eq!(vip.addr, svc_key(&a).addr);
+    assert!(
+        ops.starts_with(&[MapOp::VipSet { key: vip }, MapOp::VipSet { key: vip6 }]),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    // A second service on the address writes no VipSet; deleting one of two no VipDel.
+    t.apply(&Command::AddService(svc(b, "rr"))).unwrap();
+    let ops = enc.sync(&t, &no_neigh).unwrap();
+    assert!(
+        !ops.iter()
+            .any(|op| matches!(op, MapOp::VipSet { .. } | MapOp::VipDel { .. })),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    t.apply(&Command::DelService(a)).unwrap();
+    let ops = enc.sync(&t, &no_neigh).unwrap();
+    assert!(
+        !ops.iter()
+            .any(|op| matches!(op, MapOp::VipSet { .. } | MapOp::VipDel { .. })),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    // The last one goes: its address goes last.
+    t.apply(&Command::DelService(b)).unwrap();
+    let ops = enc.sync(&t, &no_neigh).unwrap();
+    assert_eq!(ops.last(), Some(&MapOp::VipDel { key: vip }), "{ops:?}");
+    maps.apply(&ops);
+    maps.check_image(&t, &enc, &no_neigh);
+    // An adopted encoder knows the addresses of the services it found.
+    let adopted = Encoder::adopt(&maps.svc.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), &[]);
+    assert_eq!(adopted.vips, [vip6].into_iter().collect());
 }
 
 #[test]
@@ -567,9 +653,10 @@ fn capacity_errors_are_no_memory_and_change_nothing() {
     let mut enc = Encoder::new();
     assert_eq!(enc.sync(&many, &no_neigh), Err(ApplyError::NoMemory));
     many.apply(&Command::DelService(skey(0))).unwrap();
+    // Three ops per service, and one VipSet for their one address.
     assert_eq!(
         enc.sync(&many, &no_neigh).map(|ops| ops.len()),
-        Ok(MAX_SVC as usize * 3)
+        Ok(MAX_SVC as usize * 3 + 1)
     );
 }
 

@@ -657,14 +657,25 @@ fn golden_firewall_mark() {
             &format!("invalid fwmark value `{v}' specified"),
         );
     }
+    let Command::AddService(s) = cmd("-A -f 7 -s wrr -p 60") else {
+        panic!()
+    };
     assert_eq!(
-        err("-A -f 7 -s wrr -p 60"),
-        ("fwmark services are not supported by rvs".to_owned(), 255)
+        (s.key, s.scheduler.as_str(), s.persistent),
+        (ServiceKey::fwmark(7, false), "wrr", Some(60))
     );
     assert_eq!(
-        err("-D -f 99"),
-        ("fwmark services are not supported by rvs".to_owned(), 255)
+        cmd("-D -f 99"),
+        Command::DelService(ServiceKey::fwmark(99, false))
     );
+    assert_eq!(
+        cmd("-D -f 4294967295 -6"),
+        Command::DelService(ServiceKey::fwmark(u32::MAX, true))
+    );
+    let Command::AddDest(k, d) = cmd("-a -f 7 -r 198.18.0.11 -g -w 5") else {
+        panic!()
+    };
+    assert_eq!((k.mark(), d.key.port, d.weight), (Some(7), 0, 5));
     fail2("-A -t 1.2.3.4:80 -6", "-6 used before -f\n");
 }
 

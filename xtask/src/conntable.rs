@@ -1,0 +1,359 @@
+//! `cargo xtask bench conntable`: what the connection table costs at scale. For each size it opens the
+//! data plane as rvsd does (rvs-dataplane, a pin directory of its own, `rvs_conn` of that many
+//! entries), fills the table from user space (BPF_MAP_UPDATE_BATCH), and prints:
+//! - the kernel memory per tracked connection: the map's fdinfo `memlock` (the kernel's own account
+//!   of what the map allocated), beside the drop of MemAvailable and the growth of VmallocUsed in
+//!   /proc/meminfo across the map's creation (system-wide, so other processes add noise);
+//! - the daemon's expiry sweep with half the entries expired, through the same code rvsd runs (the
+//!   batched read, `conns::Due` from crates/rvsd/conns.rs, the kernel's expiry through
+//!   `Dataplane::expire_conns`): wall time and entries per second, then the same sweep with nothing
+//!   left to expire (every sweep's cost in a steady state);
+//! - a full `-Lnc`-style read (every connection into one vector), and at sizes up to 1,000,000 the
+//!   per-entry iteration aya offers (two syscalls an entry), the way the table was read before.
+//!
+//! It prints; it never fails on time. docs/performance.md records the figures.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use rvs_abi::{
+    Be16, CONN_C_ACTIVE, CONN_F_INPUT_ONLY, ConnKey, ConnVal, DEST_F_VALID, DestVal, Family, Fwd, MapOp,
+    TcpState, addr_v4,
+};
+use rvs_api::Timeouts;
+use rvs_dataplane::{Dataplane, DataplaneConfig, now_ns};
+
+/// The daemon's own IPVS accounting, compiled here from rvsd's source file so that the benchmark runs
+/// the very code the sweep runs (rvsd is a binary, not a library). Only `Due` and `plane_timeouts` are
+/// used here.
+#[allow(dead_code)]
+#[path = "../../crates/rvsd/conns.rs"]
+mod conns;
+
+const USAGE: &str = "usage: cargo xtask bench conntable [--entries N]... (default: 1000000 and 10000000)";
+
+/// Entries generated and written per step while filling, to bound the benchmark's own memory.
+const FILL_STEP: u32 = 1 << 20;
+const SEC: u64 = 1_000_000_000;
+
+fn parse(args: &[String]) -> anyhow::Result<Vec<u32>> {
+    let mut sizes = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--entries" => {
+                let v = it
+                    .next()
+                    .with_context(|| format!("--entries needs a value\n{USAGE}"))?;
+                sizes.push(v.parse().with_context(|| format!("--entries {v}"))?);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![1_000_000, 10_000_000];
+    }
+    ensure!(
+        sizes.iter().all(|&n| (2..=1 << 24).contains(&n)),
+        "--entries must be 2 to 16777216 (the keys are generated from a 24-bit counter)"
+    );
+    Ok(sizes)
+}
+
+/// Client `i` to the VIP over TCP; distinct for every i below 2^24 (198.18.0.0/15 + a port).
+fn key(i: u32) -> ConnKey {
+    // 198.18.0.0 + i / 16384: at most 198.18.3.255 for i below 2^24.
+    let host = u32::from_be_bytes([198, 18, 0, 0]) + (i >> 14);
+    ConnKey {
+        saddr: addr_v4(host.to_be_bytes()),
+        daddr: addr_v4([198, 18, 255, 100]),
+        sport: Be16::new(1024 + (i & 0x3fff) as u16),
+        dport: Be16::new(80),
+        proto: 6,
+        family: Family::Inet as u8,
+        ..ConnKey::default()
+    }
+}
+
+/// An ESTABLISHED DR connection to real server `i % 16` (generation 1), last seen at `last_ns`.
+fn val(i: u32, last_ns: u64) -> ConnVal {
+    ConnVal {
+        dest_id: i % 16,
+        svc_id: 0,
+        last_ns,
+        state: TcpState::Established as u8,
+        flags: CONN_F_INPUT_ONLY,
+        cflags: CONN_C_ACTIVE,
+        dest_gen: 1,
+        ..ConnVal::default()
+    }
+}
+
+/// Real server `id` of service 0, DR, generation 1: what the connections name.
+fn dest(id: u32) -> DestVal {
+    DestVal {
+        addr: addr_v4([198, 18, 1, 10 + id as u8]),
+        port: Be16::new(80),
+        family: Family::Inet as u8,
+        fwd: Fwd::Dr as u8,
+        svc_id: 0,
+        weight: 1,
+        flags: DEST_F_VALID,
+        dgen: 1,
+        ..DestVal::default()
+    }
+}
+
+/// kB figures of /proc/meminfo.
+#[derive(Clone, Copy, Debug)]
+struct MemInfo {
+    available_kb: i64,
+    vmalloc_kb: i64,
+}
+
+fn meminfo() -> anyhow::Result<MemInfo> {
+    let text = std::fs::read_to_string("/proc/meminfo").context("read /proc/meminfo")?;
+    let field = |name: &str| -> anyhow::Result<i64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in /proc/meminfo"))
+    };
+    Ok(MemInfo {
+        available_kb: field("MemAvailable:")?,
+        vmalloc_kb: field("VmallocUsed:")?,
+    })
+}
+
+/// Unloads the benchmark's data plane however the run ends.
+struct PinGuard(PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Err(e) = rvs_dataplane::unload(&self.0) {
+            eprintln!("cannot unload {}: {e}", self.0.display());
+        }
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn rate(n: usize, d: Duration) -> String {
+    let r = n as f64 / d.as_secs_f64().max(1e-9);
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else {
+        format!("{:.0} k/s", r / 1e3)
+    }
+}
+
+/// Writes entries `range` with `last_ns(i)` in steps of [`FILL_STEP`].
+fn fill(
+    dp: &mut Dataplane,
+    range: impl Iterator<Item = u32>,
+    last_ns: impl Fn(u32) -> u64,
+) -> anyhow::Result<usize> {
+    let mut written = 0;
+    let mut keys = Vec::with_capacity(FILL_STEP as usize);
+    let mut vals = Vec::with_capacity(FILL_STEP as usize);
+    let mut flush = |keys: &mut Vec<ConnKey>, vals: &mut Vec<ConnVal>| -> anyhow::Result<()> {
+        written += dp.set_conns(keys, vals).context("fill rvs_conn")?;
+        keys.clear();
+        vals.clear();
+        Ok(())
+    };
+    for i in range {
+        keys.push(key(i));
+        vals.push(val(i, last_ns(i)));
+        if keys.len() == FILL_STEP as usize {
+            flush(&mut keys, &mut vals)?;
+        }
+    }
+    flush(&mut keys, &mut vals)?;
+    Ok(written)
+}
+
+/// What one sweep did and took.
+struct Sweep {
+    read: usize,
+    expired: usize,
+    select: Duration,
+    expire: Duration,
+}
+
+/// The daemon's sweep (crates/rvsd/daemon.rs `Daemon::sweep`), timed in its two halves: reading the
+/// table and choosing the due keys, then the kernel's expiry of them (rvs_xdp_expire).
+fn sweep(dp: &mut Dataplane, now_ns: u64, t: &Timeouts) -> anyhow::Result<Sweep> {
+    let start = Instant::now();
+    let dests = dp.dests().context("read rvs_dest")?;
+    let svcs = dp.services().context("read rvs_svc")?;
+    let mut due = conns::Due::new(&dests, &svcs, now_ns, t);
+    let read = dp
+        .conn_entry_chunks(|chunk| due.feed(chunk))
+        .context("read rvs_conn")?;
+    let keys = due.finish();
+    let select = start.elapsed();
+    let start = Instant::now();
+    let expired = if keys.is_empty() {
+        0
+    } else {
+        dp.expire_conns(&keys).context("expire")?
+    };
+    let expire = start.elapsed();
+    ensure!(
+        expired == keys.len(),
+        "expired {expired} of {} selected keys",
+        keys.len()
+    );
+    Ok(Sweep {
+        read,
+        expired,
+        select,
+        expire,
+    })
+}
+
+fn print_sweep(what: &str, s: &Sweep) {
+    let total = s.select + s.expire;
+    println!(
+        "  {what:<34} {:>8.3} s  ({} entries, {}; read+select {:.3} s, expire {} in {:.3} s = {})",
+        secs(total),
+        s.read,
+        rate(s.read, total),
+        secs(s.select),
+        s.expired,
+        secs(s.expire),
+        rate(s.expired, s.expire),
+    );
+}
+
+fn bench_one(n: u32) -> anyhow::Result<()> {
+    let pin_dir = PathBuf::from(format!(
+        "{}-bench-conntable-{}-{n}",
+        rvs_dataplane::DEFAULT_PIN_DIR,
+        std::process::id()
+    ));
+    ensure!(!pin_dir.exists(), "{} exists", pin_dir.display());
+    println!("rvs_conn of {n} entries (pin dir {})", pin_dir.display());
+
+    let before = meminfo()?;
+    let start = Instant::now();
+    let guard = PinGuard(pin_dir.clone());
+    let mut dp = Dataplane::open(&DataplaneConfig {
+        pin_dir: pin_dir.clone(),
+        conn_max: n,
+    })
+    .context("open the data plane")?;
+    let opened = start.elapsed();
+    let after = meminfo()?;
+    ensure!(dp.conn_max() == n, "max_entries {} != {n}", dp.conn_max());
+    let memlock = dp.conn_memory()?;
+    let per = |bytes: f64| bytes / f64::from(n);
+    println!("  open (load, verify, allocate)     {:>8.3} s", secs(opened));
+    println!(
+        "  kernel memory per entry            {:>8.1} B  (fdinfo memlock {} MiB; the whole table is \
+         allocated at creation)",
+        per(memlock as f64),
+        memlock >> 20
+    );
+    println!(
+        "  meminfo across creation            {:>8.1} B  MemAvailable drop, {:.1} B VmallocUsed growth \
+         (system-wide)",
+        per((before.available_kb - after.available_kb) as f64 * 1024.0),
+        per((after.vmalloc_kb - before.vmalloc_kb) as f64 * 1024.0),
+    );
+
+    let t = Timeouts::default();
+    dp.set_timeouts(&conns::plane_timeouts(&t))?;
+    let ops: Vec<MapOp> = (0..16).map(|id| MapOp::DestSet { id, val: dest(id) }).collect();
+    dp.apply(&ops)?;
+    // Half the connections were last seen two hours ago (expired: ESTABLISHED lives 900 s), half now.
+    let now = now_ns();
+    let old = now.saturating_sub(7200 * SEC);
+    let last = |i: u32| if i.is_multiple_of(2) { old } else { now };
+    let start = Instant::now();
+    let written = fill(&mut dp, 0..n, last)?;
+    let filled = start.elapsed();
+    println!(
+        "  fill (BPF_MAP_UPDATE_BATCH)        {:>8.3} s  ({written} entries, {})",
+        secs(filled),
+        rate(written, filled)
+    );
+    let after_fill = meminfo()?;
+    println!(
+        "  MemAvailable change while filling  {:>8.1} B per entry (preallocated: about 0)",
+        per((after.available_kb - after_fill.available_kb) as f64 * 1024.0)
+    );
+
+    let start = Instant::now();
+    let all = dp.conns().context("read rvs_conn")?;
+    let listed = start.elapsed();
+    println!(
+        "  full read, -Lnc style (one Vec)    {:>8.3} s  ({} entries, {})",
+        secs(listed),
+        all.len(),
+        rate(all.len(), listed)
+    );
+    let present = all.len();
+    ensure!(present == n as usize, "the table holds {present} of {n}");
+    drop(all);
+    if n <= 1_000_000 {
+        let start = Instant::now();
+        let data = aya::maps::MapData::from_pin(pin_dir.join(rvs_abi::map::CONN))?;
+        let map: aya::maps::HashMap<_, ConnKey, ConnVal> =
+            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?;
+        let mut seen = 0usize;
+        for kv in map.iter() {
+            kv.context("iterate rvs_conn")?;
+            seen += 1;
+        }
+        let it = start.elapsed();
+        println!(
+            "  aya per-entry iteration (before)   {:>8.3} s  ({seen} entries, {})",
+            secs(it),
+            rate(seen, it)
+        );
+    }
+
+    let s = sweep(&mut dp, now_ns(), &t)?;
+    print_sweep("sweep, half expired", &s);
+    ensure!(s.read == present, "the sweep read {} of {present}", s.read);
+    let s = sweep(&mut dp, now_ns(), &t)?;
+    print_sweep("sweep, nothing expired", &s);
+    ensure!(s.expired == 0, "a second sweep expired {}", s.expired);
+
+    drop(dp);
+    drop(guard);
+    println!("  unloaded");
+    Ok(())
+}
+
+/// Runs the benchmark at every size asked for.
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let sizes = parse(args)?;
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    ensure!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
+        "cargo xtask bench conntable creates BPF maps: run it as root"
+    );
+    println!(
+        "connection table: key {} B, value {} B; sweep timeouts as IPVS's defaults; chunk {} entries",
+        size_of::<ConnKey>(),
+        size_of::<ConnVal>(),
+        rvs_dataplane::CONN_CHUNK
+    );
+    for n in sizes {
+        bench_one(n)?;
+    }
+    Ok(())
+}
