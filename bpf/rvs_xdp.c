@@ -23,6 +23,7 @@
 #include "lib/nat.h"
 #include "lib/tun.h"
 #include "lib/stats.h"
+#include "lib/persist.h"
 #include "lib/expire.h"
 #include "lib/icmp.h"
 
@@ -39,24 +40,36 @@ struct rvs_abi_enums {
 };
 const volatile struct rvs_abi_enums rvs_abi_anchor __attribute__((used));
 
-/* Finds the connection of @pkt, or schedules a new one, and returns its real server. An entry is used
+/* Finds the connection of @pkt, or schedules a new one (through its client network's template for a
+ * persistent service, lib/persist.h), and returns its real server. An entry is used
  * when it has not timed out, its real server is still usable and the packet does not reopen it (a new
  * SYN on TIME_WAIT or CLOSE, or to a real server of weight 0). Otherwise the entry ends here: the packet claims it (lib/conn.h; a lost
  * claim is -CONN_BUSY) and is handled as if there were no entry: a TCP segment that cannot open a
  * connection is dropped (-NOT_SYN), anything else is scheduled and replaces the entry, counted in conns.
  * A claimed entry that nothing replaces is deleted at once (IPVS's expire_nodest_conn, on in rvs).
+ * Not inlined, for its stack frame (see rvs_xdp_forward).
  * Mirror: rvs-model/src/xdp.rs */
-static __always_inline int
+static __attribute__((noinline)) int
 rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now_ns,
 	     __u32 *dest_id, struct rvs_dest_val **dest)
 {
-	struct rvs_conn_key key;
+	struct rvs_conn_key key, tkey;
 	struct rvs_conn_val *conn;
 	int ret, claimed = 0;
-	__u32 w;
+	__u32 w, ctag = 0;
+	__u8 ctl = 0;
+
+	/* One-packet scheduling (-o, UDP only): every datagram is a connection of its own, scheduled
+	 * and counted in conns but never entered in the table: IPVS frees such a connection after its
+	 * one packet, so it never shows in the counters or in -Lc either (a persistent service's
+	 * template still pins the client). */
+	int ops = (svc->flags & RVS_SVC_F_ONEPACKET) && pkt->proto == IPPROTO_UDP;
 
 	rvs_conn_key_of(pkt, &key);
-	conn = rvs_conn_lookup(&key);
+	conn = ops ? NULL : rvs_conn_lookup(&key);
+	/* A client's source port 0 makes its key its network's template key (lib/persist.h). */
+	if (conn && (conn->flags & RVS_CONN_F_TEMPLATE))
+		return -RVS_DROP_PORT_ZERO;
 	/* A reply entry under a client's tuple (a client using a real server's address and port toward a
 	 * virtual address that is another connection's client) is no connection of this packet. */
 	if (conn && !(conn->flags & RVS_CONN_F_REPLY)) {
@@ -76,15 +89,40 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 			*dest_id = conn->dest_id;
 			return RVS_OK;
 		}
-		if (!rvs_conn_claim(conn, w, now_ns))
+		if (!rvs_conn_claim(&key, conn, w, now_ns))
 			return -RVS_DROP_CONN_BUSY;
 		claimed = 1;
 	}
 	ret = -RVS_DROP_NOT_SYN;
-	if (rvs_conn_is_new(pkt))
-		ret = rvs_sched_pick(svc, pkt, dest_id, dest);
-	if (ret == RVS_OK)
-		ret = rvs_conn_create(&key, pkt, svc, *dest_id, *dest, now_ns);
+	if (rvs_conn_is_new(pkt)) {
+		ret = RVS_PERSIST_SCHEDULE;
+		if (svc->flags & RVS_SVC_F_PERSISTENT) {
+			ret = rvs_persist_find(svc, pkt, now_ns, &tkey, &ctag, dest_id, dest);
+			ctl = RVS_CONN_F_CONTROLLED;
+		}
+		if (ret == RVS_PERSIST_SCHEDULE) {
+			ret = rvs_sched_choose(svc, rvs_sched_addr_fold(pkt->saddr, pkt->family),
+					       rvs_sched_addr_fold(pkt->daddr, pkt->family), pkt->sport);
+			if (ret >= 0) {
+				*dest_id = (__u32)ret;
+				*dest = bpf_map_lookup_elem(&rvs_dest, dest_id);
+				ret = *dest ? RVS_OK : -RVS_DROP_NO_DEST;
+			}
+			if (ret == RVS_OK && ctl)
+				ret = rvs_persist_create(svc, &tkey, now_ns, *dest_id, *dest, &ctag);
+		}
+	}
+	if (ret == RVS_OK) {
+		if (!ops) {
+			struct rvs_conn_new n = {
+				.now_ns = now_ns, .dest_id = *dest_id, .ctag = ctag, .ctl = ctl,
+			};
+
+			ret = rvs_conn_create(&key, pkt, svc, *dest, &n);
+		}
+		if ((ret != RVS_OK || ops) && ctl)
+			rvs_persist_release(&tkey, ctag);
+	}
 	if (ret != RVS_OK) {
 		if (claimed)
 			bpf_map_delete_elem(&rvs_conn, &key);
@@ -94,9 +132,12 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 	return RVS_OK;
 }
 
-/* Sends the packet to @dest by its forwarding method.
+/* Sends the packet to @dest by its forwarding method. Not inlined: a BPF-to-BPF call gets a stack
+ * frame of its own, so the forwarding paths' locals (FIB lookup parameters, tunnel headers) do not
+ * sit in rvs_xdp_process's frame while the scheduler's global function needs its own: the verifier
+ * caps a chain of frames at 512 bytes.
  * Mirror: rvs-model/src/xdp.rs */
-static __always_inline int
+static __attribute__((noinline)) int
 rvs_xdp_forward(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_val *dest)
 {
 	if (dest->fwd == RVS_FWD_DR)
@@ -108,13 +149,14 @@ rvs_xdp_forward(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_v
 	return -RVS_DROP_FWD_UNSUPP;
 }
 
-/* A packet to no service: a NAT real server's reply if its tuple has a reply entry and the connection
+/* (Not inlined, for its stack frame: see rvs_xdp_forward.)
+ * A packet to no service: a NAT real server's reply if its tuple has a reply entry and the connection
  * behind it still agrees (lib/conn.h) and has not timed out; then the connection's state advances by IPVS's OUTPUT table,
  * the source becomes the virtual address and port, and the packet goes to the client, counted in
  * outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
  * it after one array lookup.
  * Mirror: rvs-model/src/xdp.rs */
-static __always_inline int
+static __attribute__((noinline)) int
 rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 {
 	struct rvs_conn_val *rep, *conn;

@@ -98,13 +98,16 @@ enum rvs_drop {
 	RVS_DROP_TOO_BIG	= 15,	/* TUN: too big for the tunnel and no ICMP error can say so */
 	RVS_DROP_CONN_BUSY	= 16,	/* the packet's entry is being expired on another CPU this very
 					 * moment (lib/conn.h); the sender's retransmission finds it gone */
-	RVS_DROP__MAX		= 17,
+	RVS_DROP_PORT_ZERO	= 17,	/* source port 0 toward a persistent service: that key is its
+					 * client network's template's (lib/persist.h) */
+	RVS_DROP__MAX		= 18,
 };
 
 /* rvs_svc_val.flags */
 #define RVS_SVC_F_PERSISTENT	(1U << 0)
 #define RVS_SVC_F_SCHED_PORT	(1U << 1)	/* sh-port/mh-port: hash the source port too */
 #define RVS_SVC_F_SCHED_FALLBACK (1U << 2)	/* mh-fallback: rehash past an unusable slot */
+#define RVS_SVC_F_ONEPACKET	(1U << 3)	/* -o: each UDP datagram scheduled on its own, no entry */
 
 /* rvs_dest_val.flags */
 #define RVS_DEST_F_VALID	(1U << 0)	/* slot holds a configured real server */
@@ -117,6 +120,8 @@ enum rvs_drop {
 #define RVS_CONN_F_INPUT_ONLY	(1U << 0)	/* DR/TUN: the director sees only the client's half */
 #define RVS_CONN_F_REPLY	(1U << 1)	/* NAT reply entry: keyed by the real server's side (see
 						 * lib/conn.h), never a connection of its own */
+#define RVS_CONN_F_TEMPLATE	(1U << 2)	/* persistence template (lib/persist.h), never a connection */
+#define RVS_CONN_F_CONTROLLED	(1U << 3)	/* scheduled through a template, whose nctl it holds */
 
 /* rvs_conn_val.cflags (change during the entry's life, only by compare-and-swap: lib/conn.h) */
 #define RVS_CONN_C_ACTIVE	(1U << 0)	/* counted in its real server's active (else inactive) */
@@ -130,6 +135,8 @@ enum rvs_drop {
 
 /* rvs_cfg.flags */
 #define RVS_CFG_F_NAT		(1U << 0)	/* some real server is NAT: look up replies */
+#define RVS_CFG_F_QUIESCENT	(1U << 1)	/* expire_quiescent_template: a template whose real
+						 * server has weight 0 is not used */
 
 /* Key of rvs_svc: one virtual service. */
 struct rvs_svc_key {
@@ -183,9 +190,11 @@ struct rvs_svc_val {
 	__u32 sched;		/* enum rvs_sched */
 	__u32 sched_base;	/* first slot in rvs_sched */
 	__u32 sched_len;	/* slots in the table; 0 = no usable real server */
+	__u32 persist_s;	/* -p: seconds a template lives (RVS_SVC_F_PERSISTENT) */
+	__u32 plen;		/* -M: prefix length of the client network a template covers */
 	__u32 _pad;
 };
-RVS_ABI_ASSERT_SIZE(struct rvs_svc_val, 24);
+RVS_ABI_ASSERT_SIZE(struct rvs_svc_val, 32);
 
 /* Value of rvs_dest (an array indexed by dest id). */
 struct rvs_dest_val {
@@ -267,8 +276,10 @@ struct rvs_conn_val {
 	__u8 tag;		/* (created_ns >> 20) & 0xff: a word compared against an entry that was
 				 * freed and reused in between differs (ABA) */
 	__u32 dest_gen;		/* rvs_dest_val.dgen of dest_id when scheduled */
+	__u32 nctl;		/* template: connections it controls (lib/persist.h) */
+	__u32 ctag;		/* controlled connection: (__u32)created_ns of its template */
 };
-RVS_ABI_ASSERT_SIZE(struct rvs_conn_val, 32);
+RVS_ABI_ASSERT_SIZE(struct rvs_conn_val, 40);
 
 /* Per-CPU counters of a service or a real server (rvs_svc_stats, rvs_dest_stats). IPVS names. */
 struct rvs_stats {

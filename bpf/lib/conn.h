@@ -36,6 +36,7 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #include "rvs_abi.h"
 #include "rvs_maps.h"
@@ -178,13 +179,94 @@ rvs_conn_bind(__u32 dest_id, const struct rvs_dest_val *dest, int active)
 		__sync_fetch_and_or(&cnt->flags, RVS_DEST_C_OVERLOAD);
 }
 
-/* Takes an ending connection out of its real server's counter, in the class @cflags names (IPVS's
- * ip_vs_unbind_dest), then clears OVERLOAD by IPVS's rules: below -y if set, else below 3/4 of -x.
- * Nothing when the dest id now belongs to another real server (its counters started from zero) or to
- * none. Reply entries are never counted.
+/* Counts a new persistence template on its real server (IPVS's ip_vs_bind_dest for a template:
+ * persistconns, which no threshold looks at).
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline void
-rvs_conn_unbind(const struct rvs_conn_val *conn, __u8 cflags)
+rvs_conn_bind_template(__u32 dest_id)
+{
+	struct rvs_dest_cnt *cnt = bpf_map_lookup_elem(&rvs_dest_cnt, &dest_id);
+
+	if (cnt)
+		__sync_fetch_and_add(&cnt->persist, 1);
+}
+
+/* Word @i (0..3) of the network-order mask of a prefix of @plen bits.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline __be32
+rvs_persist_mask_word(__u32 plen, __u32 i)
+{
+	__u32 bits;
+
+	if (plen <= i * 32)
+		return 0;
+	bits = plen - i * 32;
+	if (bits >= 32)
+		return 0xffffffff;
+	return bpf_htonl(~0U << (32 - bits));
+}
+
+/* The persistence template key (lib/persist.h) of client address @saddr for the service keyed @vs
+ * with client prefix @plen: the client network, source port 0, the service's own address, port,
+ * protocol and family.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_persist_key(const __be32 *saddr, const struct rvs_svc_key *vs, __u32 plen,
+		struct rvs_conn_key *tkey)
+{
+	__builtin_memset(tkey, 0, sizeof(*tkey));
+	tkey->saddr[0] = saddr[0] & rvs_persist_mask_word(plen, 0);
+	tkey->saddr[1] = saddr[1] & rvs_persist_mask_word(plen, 1);
+	tkey->saddr[2] = saddr[2] & rvs_persist_mask_word(plen, 2);
+	tkey->saddr[3] = saddr[3] & rvs_persist_mask_word(plen, 3);
+	__builtin_memcpy(tkey->daddr, vs->addr, sizeof(tkey->daddr));
+	tkey->dport = vs->port;
+	tkey->proto = vs->proto;
+	tkey->family = vs->family;
+}
+
+/* Gives back one connection's control of template @tkey, if that is still the template of @ctag
+ * (a template replaced meanwhile controls other connections).
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_persist_release(const struct rvs_conn_key *tkey, __u32 ctag)
+{
+	struct rvs_conn_val *t = bpf_map_lookup_elem(&rvs_conn, tkey);
+
+	if (t && (t->flags & RVS_CONN_F_TEMPLATE) && (__u32)t->created_ns == ctag && t->nctl > 0)
+		__sync_fetch_and_sub(&t->nctl, 1);
+}
+
+/* Ends controlled connection @key (@conn)'s hold on its template: the template is found again from
+ * the connection's client address and service.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_persist_conn_end(const struct rvs_conn_key *key, const struct rvs_conn_val *conn)
+{
+	struct rvs_conn_key tkey;
+	struct rvs_svc_key *vs;
+	struct rvs_svc_val *svc;
+	__u32 svc_id = conn->svc_id;
+
+	vs = bpf_map_lookup_elem(&rvs_svc_addr, &svc_id);
+	if (!vs)
+		return;
+	svc = bpf_map_lookup_elem(&rvs_svc, vs);
+	if (!svc || svc->id != svc_id)
+		return;
+	rvs_persist_key(key->saddr, vs, svc->plen, &tkey);
+	rvs_persist_release(&tkey, conn->ctag);
+}
+
+/* Takes ending entry @key (@conn) out of its real server's counters (IPVS's ip_vs_unbind_dest): a
+ * connection from active or inactive, by the class @cflags names, then OVERLOAD is cleared by IPVS's
+ * rules (below -y if set, else below 3/4 of -x); a template from persistconns. A controlled
+ * connection also gives its template's control back. Counters are left alone when the dest id now
+ * belongs to another real server (its counters started from zero) or to none. Reply entries are never
+ * counted.
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline void
+rvs_conn_unbind(const struct rvs_conn_key *key, const struct rvs_conn_val *conn, __u8 cflags)
 {
 	__u32 id = conn->dest_id, total;
 	struct rvs_dest_val *dest;
@@ -192,12 +274,18 @@ rvs_conn_unbind(const struct rvs_conn_val *conn, __u8 cflags)
 
 	if (conn->flags & RVS_CONN_F_REPLY)
 		return;
+	if (conn->flags & RVS_CONN_F_CONTROLLED)
+		rvs_persist_conn_end(key, conn);
 	dest = bpf_map_lookup_elem(&rvs_dest, &id);
 	if (!dest || !(dest->flags & RVS_DEST_F_VALID) || dest->dgen != conn->dest_gen)
 		return;
 	cnt = bpf_map_lookup_elem(&rvs_dest_cnt, &id);
 	if (!cnt)
 		return;
+	if (conn->flags & RVS_CONN_F_TEMPLATE) {
+		__sync_fetch_and_sub(&cnt->persist, 1);
+		return;
+	}
 	if (cflags & RVS_CONN_C_ACTIVE)
 		__sync_fetch_and_sub(&cnt->active, 1);
 	else
@@ -214,12 +302,14 @@ rvs_conn_unbind(const struct rvs_conn_val *conn, __u8 cflags)
 	}
 }
 
-/* Claims @conn, whose word was @w, for deletion or replacement: succeeds (1) for exactly one party,
- * which takes the connection out of its counter. last_ns then records the claim, so that the expiry
- * leaves a freshly claimed entry to its claimer.
+/* Claims entry @key (@conn), whose word was @w, for deletion or replacement: succeeds (1) for exactly
+ * one party, which takes the entry out of its counters. last_ns then records the claim, so that the
+ * expiry leaves a freshly claimed entry to its claimer. Not inlined: its locals (a template key, to give
+ * a controlled connection's hold back) get a frame of their own, off the scheduler's chain of frames,
+ * which the verifier caps at 512 bytes.
  * Mirror: rvs-model/src/conn.rs */
-static __always_inline int
-rvs_conn_claim(struct rvs_conn_val *conn, __u32 w, __u64 now_ns)
+static __attribute__((noinline)) int
+rvs_conn_claim(const struct rvs_conn_key *key, struct rvs_conn_val *conn, __u32 w, __u64 now_ns)
 {
 	__u32 dead = w | ((__u32)RVS_CONN_C_DEAD << 16);
 
@@ -227,7 +317,7 @@ rvs_conn_claim(struct rvs_conn_val *conn, __u32 w, __u64 now_ns)
 		return 0;
 	if (__sync_val_compare_and_swap(rvs_conn_word(conn), w, dead) != w)
 		return 0;
-	rvs_conn_unbind(conn, RVS_CONN_W_CFLAGS(w));
+	rvs_conn_unbind(key, conn, RVS_CONN_W_CFLAGS(w));
 	conn->last_ns = now_ns;
 	return 1;
 }
@@ -445,17 +535,33 @@ rvs_conn_client_key(const struct rvs_pkt *pkt, const struct rvs_svc_key *vs, str
 	key->family = pkt->family;
 }
 
+/* What rvs_conn_create needs besides the key, packet, service and real server: a BPF-to-BPF call takes
+ * five arguments at most. */
+struct rvs_conn_new {
+	__u64 now_ns;
+	__u32 dest_id;
+	__u32 ctag;		/* the controlling template's, with ctl */
+	__u8 ctl;		/* RVS_CONN_F_CONTROLLED or 0 */
+	__u8 _pad[7];
+};
+
 /* Inserts (or replaces: the caller claimed the old one) the entry of @key for a connection just
- * scheduled to @dest_id, and counts it on the real server. TCP starts
+ * scheduled to n->dest_id, and counts it on the real server. n->ctl is RVS_CONN_F_CONTROLLED for a
+ * connection a persistence template chose (n->ctag: the template's), else 0. Not inlined: its two
+ * entries get a frame of their own, off the scheduler's chain of frames (the verifier caps one at 512
+ * bytes). TCP starts
  * from NONE through the client's table (a SYN gives SYN_RECV); UDP has its single state. A NAT
  * connection gets its reply entry first, so that a client-side entry never exists without one (a
  * reply entry left alone by a failed insert leads nowhere). -CONN_FULL if the table refuses an insert.
  * Mirror: rvs-model/src/conn.rs */
-static __always_inline int
+static __attribute__((noinline)) int
 rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
-		const struct rvs_svc_val *svc, __u32 dest_id, const struct rvs_dest_val *dest,
-		__u64 now_ns)
+		const struct rvs_svc_val *svc, const struct rvs_dest_val *dest,
+		const struct rvs_conn_new *n)
 {
+	__u32 dest_id = n->dest_id, ctag = n->ctag;
+	__u64 now_ns = n->now_ns;
+	__u8 ctl = n->ctl;
 	struct rvs_conn_key rkey;
 	struct rvs_conn_val val;
 
@@ -473,7 +579,8 @@ rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
 			return -RVS_DROP_CONN_FULL;
 	}
 	/* Replies of DR and TUN bypass the director (IPVS sets NOOUTPUT for every method but NAT). */
-	val.flags = dest->fwd == RVS_FWD_NAT ? 0 : RVS_CONN_F_INPUT_ONLY;
+	val.flags = (dest->fwd == RVS_FWD_NAT ? 0 : RVS_CONN_F_INPUT_ONLY) | ctl;
+	val.ctag = ctag;
 	if (pkt->proto == IPPROTO_TCP)
 		val.state = rvs_tcp_next_state(rvs_tcp_dir_in(val.flags), RVS_TCP_S_NONE, pkt->tcp_flags);
 	else

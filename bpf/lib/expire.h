@@ -14,6 +14,7 @@
 #include "rvs_abi.h"
 #include "rvs_maps.h"
 #include "lib/conn.h"
+#include "lib/persist.h"
 
 /* A claimed entry younger than this belongs to the packet that claimed it, which deletes or replaces
  * it in the same run; only one its claimer left behind (a lost race) is the expiry's. */
@@ -65,9 +66,28 @@ rvs_expire_dest_live(const struct rvs_conn_val *conn)
 	       dest->dgen == conn->dest_gen;
 }
 
+/* Whether template @t (word @w) is still in force at @now_ns: its service still there under its id,
+ * its real server too, and it controls connections or is within the service's persistence timeout.
+ * Mirror: rvs-model/src/expire.rs */
+static __always_inline int
+rvs_expire_template_live(const struct rvs_conn_val *t, __u32 w, __u64 now_ns)
+{
+	struct rvs_svc_key *vs;
+	struct rvs_svc_val *svc;
+	__u32 svc_id = t->svc_id;
+
+	vs = bpf_map_lookup_elem(&rvs_svc_addr, &svc_id);
+	if (!vs)
+		return 0;
+	svc = bpf_map_lookup_elem(&rvs_svc, vs);
+	if (!svc || svc->id != svc_id)
+		return 0;
+	return rvs_persist_live(t, w, svc, now_ns) && rvs_expire_dest_live(t);
+}
+
 /* Deletes the entry of @key if it is due at @now_ns: a reply entry whose connection is gone; a
- * connection that timed out or lost its real server (claimed first, which counts it out); a claimed
- * entry its claimer left behind. Returns 1 if it deleted the entry.
+ * connection that timed out or lost its real server, or a template out of force (claimed first, which
+ * counts it out); a claimed entry its claimer left behind. Returns 1 if it deleted the entry.
  * Mirror: rvs-model/src/expire.rs */
 static __always_inline int
 rvs_expire_one(const struct rvs_conn_key *key, __u64 now_ns)
@@ -80,6 +100,17 @@ rvs_expire_one(const struct rvs_conn_key *key, __u64 now_ns)
 	if (conn->flags & RVS_CONN_F_REPLY) {
 		if (rvs_expire_reply_live(key, conn))
 			return 0;
+	} else if (conn->flags & RVS_CONN_F_TEMPLATE) {
+		w = rvs_conn_word_read(conn);
+		if (RVS_CONN_W_CFLAGS(w) & RVS_CONN_C_DEAD) {
+			if (now_ns < conn->last_ns + RVS_EXPIRE_CLAIM_GRACE_NS)
+				return 0;
+		} else {
+			if (rvs_expire_template_live(conn, w, now_ns))
+				return 0;
+			if (!rvs_conn_claim(key, conn, w, now_ns))
+				return 0;
+		}
 	} else {
 		w = rvs_conn_word_read(conn);
 		if (RVS_CONN_W_CFLAGS(w) & RVS_CONN_C_DEAD) {
@@ -89,7 +120,7 @@ rvs_expire_one(const struct rvs_conn_key *key, __u64 now_ns)
 			if (!rvs_conn_expired(RVS_CONN_W_STATE(w), conn->last_ns, now_ns) &&
 			    rvs_expire_dest_live(conn))
 				return 0;
-			if (!rvs_conn_claim(conn, w, now_ns))
+			if (!rvs_conn_claim(key, conn, w, now_ns))
 				return 0;
 		}
 	}

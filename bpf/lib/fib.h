@@ -62,7 +62,7 @@ rvs_fib_params(struct xdp_md *ctx, const struct rvs_pkt *pkt, struct bpf_fib_loo
 	fib->tot_len = pkt->ip_len;
 	fib->ifindex = ctx->ingress_ifindex;
 	if (pkt->family == RVS_AF_INET) {
-		struct iphdr *ip = data + pkt->l3_off;
+		struct iphdr *ip = data + RVS_L3_OFF(pkt);
 
 		if ((void *)(ip + 1) > data_end)
 			return -RVS_DROP_IPV4_SHORT;
@@ -72,7 +72,7 @@ rvs_fib_params(struct xdp_md *ctx, const struct rvs_pkt *pkt, struct bpf_fib_loo
 		fib->ipv4_dst = pkt->daddr[0];
 		return ip->ttl;
 	} else {
-		struct ipv6hdr *ip6 = data + pkt->l3_off;
+		struct ipv6hdr *ip6 = data + RVS_L3_OFF(pkt);
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -RVS_DROP_IPV6_SHORT;
@@ -94,7 +94,7 @@ rvs_fib_dec_ttl(struct xdp_md *ctx, const struct rvs_pkt *pkt)
 	void *data_end = (void *)(long)ctx->data_end;
 
 	if (pkt->family == RVS_AF_INET) {
-		struct iphdr *ip = data + pkt->l3_off;
+		struct iphdr *ip = data + RVS_L3_OFF(pkt);
 		__u16 old;
 
 		if ((void *)(ip + 1) > data_end)
@@ -104,7 +104,7 @@ rvs_fib_dec_ttl(struct xdp_md *ctx, const struct rvs_pkt *pkt)
 		ip->ttl -= 1;
 		rvs_csum_replace2(&ip->check, old, *(__u16 *)&ip->ttl);
 	} else {
-		struct ipv6hdr *ip6 = data + pkt->l3_off;
+		struct ipv6hdr *ip6 = data + RVS_L3_OFF(pkt);
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -RVS_DROP_IPV6_SHORT;

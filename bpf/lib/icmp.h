@@ -126,7 +126,7 @@ rvs_icmp_echo(struct xdp_md *ctx, const struct rvs_pkt *pkt)
 	icmp->type = pkt->family == RVS_AF_INET ? RVS_ICMP_ECHOREPLY : RVS_ICMPV6_ECHO_REPLY;
 	rvs_csum_replace2(&icmp->check, old, *(__u16 *)icmp);
 	if (pkt->family == RVS_AF_INET) {
-		struct iphdr *ip = data + pkt->l3_off;
+		struct iphdr *ip = data + RVS_L3_OFF(pkt);
 		__be32 a;
 
 		if ((void *)(ip + 1) > data_end)
@@ -139,7 +139,7 @@ rvs_icmp_echo(struct xdp_md *ctx, const struct rvs_pkt *pkt)
 		ip->ttl = RVS_ICMP_ECHO_TTL;
 		rvs_csum_replace2(&ip->check, old, *(__u16 *)&ip->ttl);
 	} else {
-		struct ipv6hdr *ip6 = data + pkt->l3_off;
+		struct ipv6hdr *ip6 = data + RVS_L3_OFF(pkt);
 		struct in6_addr a;
 
 		if ((void *)(ip6 + 1) > data_end)
@@ -168,7 +168,7 @@ rvs_icmp_inner(struct xdp_md *ctx, const struct rvs_pkt *pkt, struct rvs_pkt *in
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 end = pkt->l3_off + pkt->ip_len;
+	__u32 end = RVS_L3_OFF(pkt) + pkt->ip_len;
 	__u32 off = pkt->l4_off + RVS_ICMP_HLEN;
 	__be16 *ports;
 	__u32 hlen;
@@ -242,7 +242,7 @@ rvs_icmp_nat(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv,
 	if ((void *)(icmp + 1) > data_end || (void *)(ports + 2) > data_end)
 		return -RVS_DROP_L4_SHORT;
 	if (pkt->family == RVS_AF_INET) {
-		struct iphdr *ip = data + pkt->l3_off;
+		struct iphdr *ip = data + RVS_L3_OFF(pkt);
 		struct iphdr *in = data + inv->l3_off;
 		__be32 *a;
 
@@ -260,7 +260,7 @@ rvs_icmp_nat(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv,
 		rvs_csum_replace_addr(&icmp->check, old, addr, RVS_AF_INET);
 		rvs_csum_replace2(&icmp->check, check, in->check);
 	} else {
-		struct ipv6hdr *ip6 = data + pkt->l3_off;
+		struct ipv6hdr *ip6 = data + RVS_L3_OFF(pkt);
 		struct ipv6hdr *in6 = data + inv->l3_off;
 		__be32 *a;
 
@@ -398,8 +398,9 @@ rvs_icmp_out(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv)
  * answered, an error about a tracked connection goes to the other side of it (client side when the
  * turned-around quote is addressed to a service, else possibly a NAT reply), anything else passes,
  * a message shorter than its 8-byte header included.
+ * Not inlined, for its stack frame (rvs_xdp.c rvs_xdp_forward says why).
  * Mirror: rvs-model/src/fwd/icmp.rs */
-static __always_inline int
+static __attribute__((noinline)) int
 rvs_icmp_process(struct xdp_md *ctx, struct rvs_pkt *pkt)
 {
 	void *data = (void *)(long)ctx->data;
@@ -410,7 +411,7 @@ rvs_icmp_process(struct xdp_md *ctx, struct rvs_pkt *pkt)
 	__u8 type;
 	int ret;
 
-	if (pkt->l4_off > RVS_ICMP_L4_MAX || pkt->l4_off + RVS_ICMP_HLEN > pkt->l3_off + pkt->ip_len)
+	if (pkt->l4_off > RVS_ICMP_L4_MAX || pkt->l4_off + RVS_ICMP_HLEN > RVS_L3_OFF(pkt) + pkt->ip_len)
 		return XDP_PASS;
 	icmp = data + pkt->l4_off;
 	if ((void *)(icmp + 1) > data_end)

@@ -74,14 +74,14 @@ rvs_nat_rewrite(struct xdp_md *ctx, struct rvs_pkt *pkt, int dnat, const __be32 
 
 	/* Checked by the parser already; the verifier wants the pointers checked again. */
 	if (pkt->proto == IPPROTO_TCP) {
-		struct tcphdr *tcp = data + pkt->l4_off;
+		struct tcphdr *tcp = data + RVS_L4_OFF(pkt);
 
 		if ((void *)(tcp + 1) > data_end)
 			return -RVS_DROP_L4_SHORT;
 		check = &tcp->check;
 		l4_port = dnat ? &tcp->dest : &tcp->source;
 	} else {
-		struct udphdr *udp = data + pkt->l4_off;
+		struct udphdr *udp = data + RVS_L4_OFF(pkt);
 
 		if ((void *)(udp + 1) > data_end)
 			return -RVS_DROP_L4_SHORT;
@@ -89,7 +89,7 @@ rvs_nat_rewrite(struct xdp_md *ctx, struct rvs_pkt *pkt, int dnat, const __be32 
 		l4_port = dnat ? &udp->dest : &udp->source;
 	}
 	if (pkt->family == RVS_AF_INET) {
-		struct iphdr *ip = data + pkt->l3_off;
+		struct iphdr *ip = data + RVS_L3_OFF(pkt);
 		__be32 *a;
 
 		if ((void *)(ip + 1) > data_end)
@@ -99,7 +99,7 @@ rvs_nat_rewrite(struct xdp_md *ctx, struct rvs_pkt *pkt, int dnat, const __be32 
 		*a = addr[0];
 		rvs_csum_replace_addr(&ip->check, old, addr, RVS_AF_INET);
 	} else {
-		struct ipv6hdr *ip6 = data + pkt->l3_off;
+		struct ipv6hdr *ip6 = data + RVS_L3_OFF(pkt);
 		__be32 *a;
 
 		if ((void *)(ip6 + 1) > data_end)

@@ -42,6 +42,13 @@ struct rvs_pkt {
 	__u8 tcp_flags;		/* byte 13 of the TCP header; 0 for UDP */
 };
 
+/* The header offsets of a parsed packet, masked so that the verifier can bound them where it does
+ * not track the parser's values (a function called rather than inlined reads them back from the
+ * caller's stack as any u16): the masks keep every offset the parser gives (IP header at 14 or 18,
+ * TCP/UDP header at most 18 + 60), and a packet pointer at a bounded offset passes its checks. */
+#define RVS_L3_OFF(pkt)	((__u32)(pkt)->l3_off & 0x1f)
+#define RVS_L4_OFF(pkt)	((__u32)(pkt)->l4_off & 0x7f)
+
 /* Finds the network header behind Ethernet and at most one 802.1Q tag. RVS_OK when it is IPv4 or IPv6
  * (sets pkt->l3_off and pkt->family); XDP_PASS for anything else, including a second tag (QinQ).
  * Mirror: rvs-model/src/parse.rs */

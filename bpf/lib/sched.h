@@ -452,4 +452,36 @@ rvs_sched_pick(const struct rvs_svc_val *svc, const struct rvs_pkt *pkt, __u32 *
 	return RVS_OK;
 }
 
+/* rvs_sched_pick as a function of its own (a BPF global function): the verifier checks it once, with
+ * its arguments' types, instead of at every path of the packet path that schedules; inlined, the
+ * scheduler's branches multiplied with the packet path's until the verifier's budget of a million
+ * instructions ran out. It takes what the schedulers read of a packet as scalars: the folded source
+ * and destination addresses (rvs_sched_addr_fold) and the source port. A pointer to the caller's
+ * packet would make the verifier forget what it proved about the header offsets there (a global
+ * function may write what it is given), and a copy would not fit the 512-byte stack. Returns the dest
+ * id (>= 0) or a -RVS_DROP_* reason; the caller reads the dest again (a global function returns no
+ * pointer).
+ * Mirror: rvs-model/src/sched.rs */
+__attribute__((noinline)) int
+rvs_sched_choose(const struct rvs_svc_val *svc, __u32 sfold, __u32 dfold, __be16 sport)
+{
+	struct rvs_dest_val *dest;
+	struct rvs_pkt p;
+	__u32 id = 0;
+	int ret;
+
+	if (!svc)
+		return -RVS_DROP_NO_DEST;
+	/* An IPv4 packet whose addresses fold to the same values: all that sh, dh and mh hash. */
+	__builtin_memset(&p, 0, sizeof(p));
+	p.saddr[0] = bpf_htonl(sfold);
+	p.daddr[0] = bpf_htonl(dfold);
+	p.sport = sport;
+	p.family = RVS_AF_INET;
+	ret = rvs_sched_pick(svc, &p, &id, &dest);
+	if (ret != RVS_OK)
+		return ret;
+	return (int)id;
+}
+
 #endif /* RVS_SCHED_H */

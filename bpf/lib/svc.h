@@ -12,7 +12,8 @@
 #include "lib/mark.h"
 
 /* The service that @pkt is addressed to: the one of its (daddr, dport, proto, family), else the
- * firewall-mark service of its mark (lib/mark.h) and family, else NULL. The key is zeroed first: the
+ * port-0 service of (daddr, proto, family), else the firewall-mark service of its mark (lib/mark.h)
+ * and family, else NULL. The key is zeroed first: the
  * hash compares all 20 bytes, and IPv4 leaves addr[1..3] unused. A connection of a mark service is
  * keyed by the packet's own tuple like any other (lib/conn.h), so each of its packets finds the
  * service the same way.
@@ -32,6 +33,12 @@ rvs_svc_lookup(const struct rvs_pkt *pkt)
 	key.port = pkt->dport;
 	key.proto = pkt->proto;
 	key.family = pkt->family;
+	svc = bpf_map_lookup_elem(&rvs_svc, &key);
+	if (svc)
+		return svc;
+	/* IPVS's catch-all: the port-0 service of the address (useful only persistent; the encoder
+	 * gives a non-persistent one no real server, as IPVS refuses to schedule it). */
+	key.port = 0;
 	svc = bpf_map_lookup_elem(&rvs_svc, &key);
 	if (svc)
 		return svc;

@@ -226,7 +226,7 @@ rvs_tun_l2(struct xdp_md *ctx, __u16 l3_off, __be16 proto, const struct rvs_dest
 static __always_inline int
 rvs_tun_encap4(struct xdp_md *ctx, const struct rvs_pkt *pkt, const struct rvs_dest_val *dest)
 {
-	__u32 l3_off = pkt->l3_off;
+	__u32 l3_off = RVS_L3_OFF(pkt);
 	void *data, *data_end, *l3;
 	struct iphdr outer;
 	__u8 *inner;
@@ -278,7 +278,7 @@ rvs_tun_encap4(struct xdp_md *ctx, const struct rvs_pkt *pkt, const struct rvs_d
 static __always_inline int
 rvs_tun_encap6(struct xdp_md *ctx, const struct rvs_pkt *pkt, const struct rvs_dest_val *dest)
 {
-	__u32 l3_off = pkt->l3_off;
+	__u32 l3_off = RVS_L3_OFF(pkt);
 	void *data, *data_end, *l3;
 	struct ipv6hdr outer;
 	__u8 *inner;
@@ -351,7 +351,7 @@ static __always_inline int
 rvs_tun_icmp4_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 {
 	__u32 quote = pkt->ip_len < RVS_TUN_ICMP4_QUOTE ? pkt->ip_len : RVS_TUN_ICMP4_QUOTE;
-	__u32 off = pkt->l3_off;
+	__u32 off = RVS_L3_OFF(pkt);
 	void *data, *data_end, *l3;
 	struct {
 		struct iphdr ip;
@@ -405,7 +405,7 @@ static __always_inline int
 rvs_tun_icmp6_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 {
 	__u32 quote = pkt->ip_len < RVS_TUN_ICMP6_QUOTE ? pkt->ip_len : RVS_TUN_ICMP6_QUOTE;
-	__u32 off = pkt->l3_off;
+	__u32 off = RVS_L3_OFF(pkt);
 	void *data, *data_end, *l3;
 	struct {
 		struct ipv6hdr ip;
@@ -459,7 +459,7 @@ rvs_tun_too_big(struct xdp_md *ctx, const struct rvs_pkt *pkt, __u32 mtu)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 l3_off = pkt->l3_off;
+	__u32 l3_off = RVS_L3_OFF(pkt);
 	struct iphdr *ip;
 
 	if (pkt->family == RVS_AF_INET6) {

@@ -36,6 +36,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(rvs_dataplane::CONN_MAX_LIMIT)))]
     pub(crate) conn_max: Option<u32>,
 
+    /// IPVS's expire_quiescent_template: a client's persistence template whose real server was
+    /// quiesced (weight 0) is dropped at its next connection, which is scheduled afresh.
+    #[arg(long)]
+    pub(crate) expire_quiescent_template: bool,
+
     /// Detach the director from every interface, remove the pinned program and maps and the socket, exit.
     #[arg(long)]
     pub(crate) unload: bool,

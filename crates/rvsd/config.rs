@@ -24,6 +24,7 @@ pub(crate) struct FileConfig {
     pub(crate) state_dir: Option<PathBuf>,
     pub(crate) pin_dir: Option<PathBuf>,
     pub(crate) conn_max: Option<u32>,
+    pub(crate) expire_quiescent_template: Option<bool>,
 }
 
 /// The settings in force.
@@ -34,6 +35,9 @@ pub(crate) struct Config {
     pub(crate) state_dir: PathBuf,
     pub(crate) pin_dir: PathBuf,
     pub(crate) conn_max: u32,
+    /// IPVS's `expire_quiescent_template` sysctl: a persistence template whose real server has weight
+    /// 0 is not used (off by default, as in IPVS).
+    pub(crate) expire_quiescent_template: bool,
 }
 
 /// Reads the file named by `--config` (which must exist) or, failing that, `default_path` if it
@@ -95,6 +99,8 @@ pub(crate) fn merge(args: &Args, file: FileConfig) -> anyhow::Result<Config> {
             .or(file.pin_dir)
             .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
         conn_max,
+        expire_quiescent_template: args.expire_quiescent_template
+            || file.expire_quiescent_template.unwrap_or(false),
     })
 }
 
@@ -120,6 +126,7 @@ socket = "/run/x.sock"
 state_dir = "/var/lib/x"
 pin_dir = "/sys/fs/bpf/x"
 conn_max = 4096
+expire_quiescent_template = true
 "#;
 
     #[test]
@@ -133,6 +140,7 @@ conn_max = 4096
                 state_dir: "/var/lib/rvs".into(),
                 pin_dir: "/sys/fs/bpf/rvs".into(),
                 conn_max: 1_048_576,
+                expire_quiescent_template: false,
             }
         );
     }
@@ -145,6 +153,7 @@ conn_max = 4096
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/x"));
         assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
         assert_eq!(c.conn_max, 4096);
+        assert!(c.expire_quiescent_template);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use rvs_abi::{
-    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_REPLY, ConnKey, ConnVal, DestVal, SvcKey, SvcVal, TIMEOUT_SLOTS,
-    TcpState,
+    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, SvcKey, SvcVal,
+    TIMEOUT_SLOTS, TcpState,
 };
 use rvs_api::Timeouts;
 
@@ -71,6 +71,12 @@ pub(crate) fn remaining_s(key: &ConnKey, val: &ConnVal, now_ns: u64, t: &Timeout
 /// `udp_state_name_table`): `ERR!` for a byte outside the protocol's table, `BUG!` for TCP's LAST.
 pub(crate) fn state_name(key: &ConnKey, val: &ConnVal) -> &'static str {
     use TcpState::*;
+    // A template's own states (K:ip_vs_conn.c ip_vs_ctpl_state_name_table): IPVS marks it ASSURED
+    // once a connection it controls was used, which every template rvs lists has been (it is created
+    // with its first connection), so rvs lists them all as ASSURED.
+    if val.flags & CONN_F_TEMPLATE != 0 {
+        return "ASSURED";
+    }
     let state = TcpState::from_u8(val.state);
     if key.proto == IPPROTO_UDP {
         return if state == Some(UdpNormal) { "UDP" } else { "ERR!" };
@@ -108,8 +114,27 @@ pub(crate) fn plane_timeouts(t: &Timeouts) -> rvs_abi::Timeouts {
     out
 }
 
+/// Whether persistence template `val` of a service with `persist_s` is out of force at `now_ns`: it
+/// controls no connection and its timeout has passed since the last connection it gave a real server.
+pub(crate) fn template_expired(val: &ConnVal, now_ns: u64, persist_s: u32) -> bool {
+    val.nctl == 0 && now_ns.saturating_sub(val.last_ns) >= SEC * u64::from(persist_s)
+}
+
+/// Seconds `-Lc` shows for a template: what is left of its timeout; past it (it still controls
+/// connections) the time to the next of IPVS's 60-second re-arms, which is what ipvsadm would show.
+/// `None` once out of force.
+pub(crate) fn template_remaining_s(val: &ConnVal, now_ns: u64, persist_s: u32) -> Option<u32> {
+    if template_expired(val, now_ns, persist_s) {
+        return None;
+    }
+    let age = now_ns.saturating_sub(val.last_ns) / SEC;
+    let to = u64::from(persist_s);
+    let left = if age < to { to - age } else { 60 - (age - to) % 60 };
+    Some(u32::try_from(left).unwrap_or(u32::MAX))
+}
+
 /// The keys the sweep hands to the data plane's expiry, gathered from the table one batch at a time:
-/// connections that timed out, whose real server is gone (a dest slot no longer valid, of another
+/// persistence templates out of force, connections that timed out, whose real server is gone (a dest slot no longer valid, of another
 /// service, or of another generation: rvs keeps IPVS's `expire_nodest_conn` on) or that a packet
 /// claimed; then NAT reply entries whose connection is gone, going or names another real server. The
 /// data plane decides again for each. Memory: the due keys, plus the live NAT connections and the
@@ -117,6 +142,8 @@ pub(crate) fn plane_timeouts(t: &Timeouts) -> rvs_abi::Timeouts {
 pub(crate) struct Due {
     live: HashMap<u32, (u32, u32)>,
     vs_of: HashMap<u32, SvcKey>,
+    /// Persistence timeout by service id.
+    persist_of: HashMap<u32, u32>,
     now_ns: u64,
     t: Timeouts,
     out: Vec<ConnKey>,
@@ -138,6 +165,7 @@ impl Due {
         Due {
             live: dests.iter().map(|(id, d)| (*id, (d.svc_id, d.dgen))).collect(),
             vs_of: svcs.iter().map(|(k, v)| (v.id, *k)).collect(),
+            persist_of: svcs.iter().map(|(_, v)| (v.id, v.persist_s)).collect(),
             now_ns,
             t: *t,
             out: Vec::new(),
@@ -163,6 +191,17 @@ impl Due {
                 continue;
             }
             let dest_ok = self.live.get(&v.dest_id) == Some(&(v.svc_id, v.dest_gen));
+            if v.flags & CONN_F_TEMPLATE != 0 {
+                // A template of a service that is gone is due too.
+                let persist = self.persist_of.get(&v.svc_id).copied();
+                if v.cflags & CONN_C_DEAD != 0
+                    || !dest_ok
+                    || persist.is_none_or(|p| template_expired(v, self.now_ns, p))
+                {
+                    self.out.push(*k);
+                }
+                continue;
+            }
             if v.cflags & CONN_C_DEAD != 0 || !dest_ok || is_expired(k, v, self.now_ns, &self.t) {
                 self.out.push(*k);
             } else if v.flags & CONN_F_INPUT_ONLY == 0 {

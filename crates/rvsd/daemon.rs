@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use rvs_abi::{
-    Addr, CONN_C_DEAD, CONN_F_REPLY, ConnKey, ConnVal, DestCnt, DestVal, Family, MapOp, Stats, SvcKey, SvcVal,
+    Addr, CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, DestVal, Family, MapOp,
+    Stats, SvcKey, SvcVal,
 };
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::MAX_TIMEOUT;
@@ -551,12 +552,16 @@ impl<P: Plane> Daemon<P> {
                 .filter(|b| Some(b.id) == id)
                 .map(|b| &b.stats)
         };
-        // For the connection list: (svc id, dest id) -> real server.
+        // For the connection list: (svc id, dest id) -> real server; svc id -> persistence timeout.
         let mut dest_of: HashMap<(u32, u32), DestKey> = HashMap::new();
+        let mut persist_of: HashMap<u32, u32> = HashMap::new();
         let mut services = Vec::with_capacity(self.table.services().len());
         for e in self.table.services() {
             let key = &e.service.key;
             let sid = self.encoder.svc_id(key);
+            if let (Some(id), Some(p)) = (sid, e.service.persistent) {
+                persist_of.insert(id, p);
+            }
             let skey = (*key, None);
             let stats = sid
                 .map(|id| self.plane.svc_stats(id))
@@ -594,7 +599,7 @@ impl<P: Plane> Daemon<P> {
             });
         }
         let conns = if with_conns {
-            conn_entries(&conns, &dest_of, now_ns, &t)
+            conn_entries(&conns, &dest_of, &persist_of, now_ns, &t)
         } else {
             Vec::new()
         };
@@ -631,6 +636,7 @@ impl<P: Plane> Daemon<P> {
 fn conn_entries(
     conns: &[(ConnKey, ConnVal)],
     dest_of: &HashMap<(u32, u32), DestKey>,
+    persist_of: &HashMap<u32, u32>,
     now_ns: u64,
     t: &Timeouts,
 ) -> Vec<ConnSnap> {
@@ -639,12 +645,25 @@ fn conn_entries(
         .filter(|(_, v)| v.cflags & CONN_C_DEAD == 0)
         .filter_map(|(k, v)| {
             let dest = dest_of.get(&(v.svc_id, v.dest_id))?;
-            let expire = conns::remaining_s(k, v, now_ns, t)?;
+            let expire = if v.flags & CONN_F_TEMPLATE != 0 {
+                conns::template_remaining_s(v, now_ns, *persist_of.get(&v.svc_id)?)?
+            } else {
+                conns::remaining_s(k, v, now_ns, t)?
+            };
             Some(ConnSnap {
                 proto: proto_of(k.proto)?,
                 caddr: SocketAddr::new(ip_of(&k.saddr, k.family)?, k.sport.get()),
                 vaddr: SocketAddr::new(ip_of(&k.daddr, k.family)?, k.dport.get()),
-                daddr: SocketAddr::new(dest.addr, dest.port),
+                // A real server without a port (of a port-0 or firewall-mark service) gets the
+                // packet's own port, which -Lc shows (IPVS keeps the packet's dport there).
+                daddr: SocketAddr::new(
+                    dest.addr,
+                    if dest.port == 0 && v.flags & CONN_F_TEMPLATE == 0 {
+                        k.dport.get()
+                    } else {
+                        dest.port
+                    },
+                ),
                 state: conns::state_name(k, v).to_owned(),
                 expire,
             })
@@ -689,7 +708,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         info!("new data plane: dropping the saved -Z baselines");
         runtime.baselines.clear();
     }
-    let (encoder, seed) = if adopted {
+    let (mut encoder, seed) = if adopted {
         let svcs = Plane::services(&dp)?;
         let dests = Plane::dests(&dp)?;
         info!(
@@ -703,6 +722,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         info!(pin_dir = %cfg.pin_dir.display(), conn_max = dp.conn_max(), "loaded the data plane");
         (Encoder::new(), NeighMap::new())
     };
+    encoder.set_expire_quiescent_template(cfg.expire_quiescent_template);
     info!(interfaces = ?cfg.interfaces, "attached");
 
     let mut resolver = Resolver::new(seed)?;

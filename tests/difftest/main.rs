@@ -62,3 +62,8 @@ fn countsched() {
 fn expire() {
     harness::run_cases(fixtures::expire::cases());
 }
+
+#[test]
+fn persist() {
+    harness::run_cases(fixtures::persist::cases());
+}

@@ -3,7 +3,8 @@
 //! about either (errors, echo requests) (valid, truncated,
 //! mutated, random bytes) with random clock advances, routing tables, real-server removals and NAT
 //! switched off and on; every scheduler, connection thresholds, timeouts (none, IPVS's, a few
-//! seconds), runs of the expiry program over the entries, and dest ids given to new real servers.
+//! seconds), runs of the expiry program over the entries, dest ids given to new real servers, and
+//! persistent services (templates per client network).
 //! Model and kernel must agree after every step, connection counters included. The tables are small
 //! enough that they never fill up.
 
@@ -12,7 +13,8 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use rvs_abi::{
-    CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, Sched, TIMEOUT_SLOTS, Timeouts, addr_v4, addr_v6, fib_ret,
+    CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, SVC_F_PERSISTENT, Sched, TIMEOUT_SLOTS, Timeouts, addr_v4,
+    addr_v6, fib_ret,
 };
 use rvs_model::Env;
 use rvs_model::env::Fib;
@@ -64,6 +66,8 @@ struct SvcSpec {
     /// The reals' port (NAT maps it; DR ignores it).
     rport: Option<u16>,
     reals: Vec<RealSpec>,
+    /// `-p` seconds and `-M` prefix length: persistent (templates, bpf/lib/persist.h).
+    persist: Option<(u32, u32)>,
 }
 
 fn arb_real() -> impl Strategy<Value = RealSpec> {
@@ -113,21 +117,30 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
             ),
             prop_oneof![Just(None), Just(Some(8080u16))],
             prop::collection::vec(arb_real(), 0..5),
+            prop_oneof![
+                2 => Just(None),
+                1 => (
+                    prop_oneof![Just(1u32), Just(300)],
+                    prop_oneof![Just(0u32), Just(24), Just(32), Just(64), Just(128)]
+                )
+                    .prop_map(Some)
+            ],
         ),
         1..4,
     )
     .prop_map(|v| {
         let mut seen = std::collections::BTreeSet::new();
         v.into_iter()
-            .filter(|(w, _, _, _)| seen.insert(*w))
+            .filter(|(w, _, _, _, _)| seen.insert(*w))
             .map(
-                |(which, (sched, sched_port, sched_fallback), rport, reals)| SvcSpec {
+                |(which, (sched, sched_port, sched_fallback), rport, reals, persist)| SvcSpec {
                     which,
                     sched,
                     sched_port,
                     sched_fallback,
                     rport,
                     reals,
+                    persist,
                 },
             )
             .collect()
@@ -212,6 +225,14 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
                     val.mtu = *mtu;
                 }
                 MapOp::DestSet { id, val }
+            }
+            MapOp::SvcSet { key, mut val } => {
+                if let Some((persist_s, plen)) = s.persist {
+                    val.flags |= SVC_F_PERSISTENT;
+                    val.persist_s = persist_s;
+                    val.plen = plen;
+                }
+                MapOp::SvcSet { key, val }
             }
             op => op,
         }));

@@ -164,10 +164,11 @@ pub(crate) fn dest_lines(lab: &DrLab) -> BTreeMap<(String, SocketAddr), DestLine
                 let addr = addr.parse().unwrap_or_else(|e| panic!("{addr:?}: {e}\n{text}"));
                 out.insert((s.clone(), addr), d);
             }
-            [proto @ ("TCP" | "UDP"), addr, sched] => {
+            [proto @ ("TCP" | "UDP"), addr, sched, ref flags @ ..] => {
+                let flags: String = flags.iter().map(|f| format!(" {f}")).collect();
                 assert_eq!(
                     line,
-                    format!("{proto:<4} {addr} {sched}"),
+                    format!("{proto:<4} {addr} {sched}{flags}"),
                     "-Ln service line:\n{text}"
                 );
                 service = Some(format!("{proto} {addr}"));

@@ -203,7 +203,7 @@ fn service_ops() -> Vec<MapOp> {
         sched: Sched::Rr as u32,
         sched_base: 0,
         sched_len: 3,
-        _pad: 0,
+        ..SvcVal::default()
     };
     ops.push(MapOp::SvcSet { key, val });
     ops
@@ -233,7 +233,7 @@ fn nat_service_ops() -> Vec<MapOp> {
         sched: Sched::Rr as u32,
         sched_base: 16,
         sched_len: 1,
-        _pad: 0,
+        ..SvcVal::default()
     };
     vec![
         MapOp::CfgSet {

@@ -323,14 +323,16 @@ pub enum DropReason {
     TooBig = 15,
     /// The packet's entry was being expired on another CPU at that moment.
     ConnBusy = 16,
+    /// Source port 0 toward a persistent service (that key is its client network's template's).
+    PortZero = 17,
 }
 
 /// Number of drop counter slots. Mirrors `RVS_DROP__MAX`.
-pub const DROP_MAX: u32 = 17;
+pub const DROP_MAX: u32 = 18;
 
 impl DropReason {
     /// Every reason, in value order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::EthShort,
         DropReason::Ipv4Short,
         DropReason::Ipv4Bad,
@@ -347,6 +349,7 @@ impl DropReason {
         DropReason::EncapFail,
         DropReason::TooBig,
         DropReason::ConnBusy,
+        DropReason::PortZero,
     ];
     /// The name operators see (`rvsadm --stats`, logs): the C enumerator without `RVS_DROP_`, lower case.
     pub const fn name(self) -> &'static str {
@@ -367,6 +370,7 @@ impl DropReason {
             DropReason::EncapFail => "encap_fail",
             DropReason::TooBig => "too_big",
             DropReason::ConnBusy => "conn_busy",
+            DropReason::PortZero => "port_zero",
         }
     }
 }
@@ -378,6 +382,9 @@ pub const SVC_F_SCHED_PORT: u32 = 1 << 1;
 /// `SvcVal::flags`: `mh-fallback`, the table holds every slot's dest and the data plane rehashes past
 /// an unusable one (weight 0). Mirrors `RVS_SVC_F_SCHED_FALLBACK`.
 pub const SVC_F_SCHED_FALLBACK: u32 = 1 << 2;
+/// `SvcVal::flags`: `-o`, each UDP datagram scheduled on its own, no entry. Mirrors
+/// `RVS_SVC_F_ONEPACKET`.
+pub const SVC_F_ONEPACKET: u32 = 1 << 3;
 /// `DestVal::flags`: the slot holds a configured real server. Mirrors `RVS_DEST_F_VALID`.
 pub const DEST_F_VALID: u32 = 1 << 0;
 /// `DestVal::flags`: MACs and ifindex resolved. Mirrors `RVS_DEST_F_NEIGH`.
@@ -390,6 +397,11 @@ pub const CONN_F_REPLY: u8 = 1 << 1;
 /// `ConnVal::cflags`: counted in its real server's active connections (else inactive). Mirrors
 /// `RVS_CONN_C_ACTIVE`.
 pub const CONN_C_ACTIVE: u8 = 1 << 0;
+/// `ConnVal::flags`: a persistence template, never a connection. Mirrors `RVS_CONN_F_TEMPLATE`.
+pub const CONN_F_TEMPLATE: u8 = 1 << 2;
+/// `ConnVal::flags`: scheduled through a template, whose `nctl` it holds. Mirrors
+/// `RVS_CONN_F_CONTROLLED`.
+pub const CONN_F_CONTROLLED: u8 = 1 << 3;
 /// `ConnVal::cflags`: claimed by whoever deletes or replaces it. Mirrors `RVS_CONN_C_DEAD`.
 pub const CONN_C_DEAD: u8 = 1 << 1;
 /// `DestCnt::flags`: the upper threshold was reached. Mirrors `RVS_DEST_C_OVERLOAD`.
@@ -401,6 +413,9 @@ pub const EXPIRE_BATCH: usize = 64;
 /// `Cfg::flags`: some real server is NAT, so packets to no service are looked up as replies. Mirrors
 /// `RVS_CFG_F_NAT`.
 pub const CFG_F_NAT: u32 = 1 << 0;
+/// `Cfg::flags`: expire_quiescent_template (a template whose real server has weight 0 is not used).
+/// Mirrors `RVS_CFG_F_QUIESCENT`.
+pub const CFG_F_QUIESCENT: u32 = 1 << 1;
 
 /// Return values of the kernel's `bpf_fib_lookup` (`BPF_FIB_LKUP_RET_*`, include/uapi/linux/bpf.h), as
 /// `TestFib::ret` holds them.
@@ -528,10 +543,14 @@ pub struct SvcVal {
     pub sched_base: u32,
     /// Slots in the table; 0 = no usable real server.
     pub sched_len: u32,
+    /// `-p`: seconds a persistence template lives (with `SVC_F_PERSISTENT`).
+    pub persist_s: u32,
+    /// `-M`: prefix length of the client network one template covers.
+    pub plen: u32,
     /// Explicit padding, zero.
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<SvcVal>() == 24);
+const _: () = assert!(core::mem::size_of::<SvcVal>() == 32);
 
 /// Value of `rvs_dest`. Mirrors `struct rvs_dest_val`.
 #[repr(C)]
@@ -655,10 +674,14 @@ pub struct ConnVal {
     pub cflags: u8,
     /// `(created_ns >> 20) as u8`: tells a reused entry from the one it replaced.
     pub tag: u8,
-    /// `DestVal::gen` of `dest_id` when scheduled.
+    /// `DestVal::dgen` of `dest_id` when scheduled.
     pub dest_gen: u32,
+    /// Template: the connections it controls.
+    pub nctl: u32,
+    /// Controlled connection: `created_ns as u32` of its template.
+    pub ctag: u32,
 }
-const _: () = assert!(core::mem::size_of::<ConnVal>() == 32);
+const _: () = assert!(core::mem::size_of::<ConnVal>() == 40);
 
 /// Per-CPU counters of a service or a real server. Mirrors `struct rvs_stats`.
 #[repr(C)]

@@ -96,7 +96,7 @@ macro_rules! assert_layout {
 fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     let t = btf_types();
     assert_layout!(t, "rvs_svc_key" => SvcKey { addr, port, proto, family });
-    assert_layout!(t, "rvs_svc_val" => SvcVal { id, flags, sched, sched_base, sched_len, _pad });
+    assert_layout!(t, "rvs_svc_val" => SvcVal { id, flags, sched, sched_base, sched_len, persist_s, plen, _pad });
     assert_layout!(t, "rvs_dest_val" => DestVal {
         addr, port, family, fwd, dmac, smac, ifindex, weight, svc_id, flags, laddr, mtu, dgen, u_thresh,
         l_thresh
@@ -107,7 +107,7 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     assert_layout!(t, "rvs_svc_state" => SvcState { pos });
     assert_layout!(t, "rvs_conn_key" => ConnKey { saddr, daddr, sport, dport, proto, family, _pad });
     assert_layout!(t, "rvs_conn_val" => ConnVal {
-        dest_id, svc_id, created_ns, last_ns, state, flags, cflags, tag, dest_gen
+        dest_id, svc_id, created_ns, last_ns, state, flags, cflags, tag, dest_gen, nctl, ctag
     });
     assert_layout!(t, "rvs_stats" => Stats { conns, inpkts, outpkts, inbytes, outbytes });
     assert_layout!(t, "rvs_test_env" => TestEnv { now_ns, prandom, cpu });

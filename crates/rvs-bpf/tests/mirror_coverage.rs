@@ -15,6 +15,7 @@ const PAIRS: &[(&str, &str)] = &[
     ("bpf/lib/mark.h", "crates/rvs-model/src/mark.rs"),
     ("bpf/lib/conn.h", "crates/rvs-model/src/conn.rs"),
     ("bpf/lib/sched.h", "crates/rvs-model/src/sched.rs"),
+    ("bpf/lib/persist.h", "crates/rvs-model/src/persist.rs"),
     ("bpf/lib/dr.h", "crates/rvs-model/src/fwd/dr.rs"),
     ("bpf/lib/fib.h", "crates/rvs-model/src/fwd/fib.rs"),
     ("bpf/lib/nat.h", "crates/rvs-model/src/fwd/nat.rs"),

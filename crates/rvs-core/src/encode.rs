@@ -37,10 +37,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
-    Be16, CFG_F_NAT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MARK_RANGES, MAX_DEST,
-    MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal, SCHED_NO_DEST, SCHED_SLOTS,
-    SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey, SvcState, SvcVal, VipKey,
-    addr_bytes, addr_v4, addr_v6,
+    Be16, CFG_F_NAT, CFG_F_QUIESCENT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MARK_RANGES,
+    MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal, SCHED_NO_DEST,
+    SCHED_SLOTS, SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey,
+    SvcState, SvcVal, VipKey, addr_bytes, addr_v4, addr_v6,
 };
 
 use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, ServiceKey};
@@ -89,6 +89,8 @@ pub struct Encoder {
     slots: Regions,
     /// The generation the next new dest gets (never 0, so that a zeroed slot matches no connection).
     next_dgen: u32,
+    /// IPVS's expire_quiescent_template, a daemon setting written with `rvs_cfg`.
+    quiescent: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -136,7 +138,14 @@ impl Encoder {
             dest_ids: IdAlloc::new(MAX_DEST),
             slots: Regions::new(SCHED_SLOTS),
             next_dgen: 1,
+            quiescent: false,
         }
+    }
+
+    /// Sets IPVS's `expire_quiescent_template` (off by default, as in IPVS): with it, a persistence
+    /// template whose real server has weight 0 is not used; the next [`sync`](Self::sync) writes it.
+    pub fn set_expire_quiescent_template(&mut self, on: bool) {
+        self.quiescent = on;
     }
 
     /// An encoder for maps that already hold `svcs` and the valid `dests` (a daemon restarted over a
@@ -211,7 +220,7 @@ impl Encoder {
                 sig.sort_unstable();
             }
         }
-        enc.cfg = cfg_of(enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8));
+        enc.cfg = cfg_of(enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8), false);
         enc.next_dgen = dests
             .iter()
             .map(|(_, d)| d.dgen)
@@ -267,6 +276,7 @@ impl Encoder {
                 .services()
                 .iter()
                 .any(|e| e.dests.iter().any(|d| d.fwd == FwdMethod::Masq)),
+            self.quiescent,
         );
         let nat_on = want.flags & CFG_F_NAT != 0 && self.cfg.flags & CFG_F_NAT == 0;
         if nat_on {
@@ -518,6 +528,14 @@ impl Encoder {
                 }
             }
         };
+        // IPVS never schedules through a port-0 service that is not persistent ("port zero only
+        // supported in persistent services"): no real server at all.
+        let new_table = if svc.persistent.is_none() && svc.key.port == 0 && svc.key.proto != Protocol::Fwmark
+        {
+            Vec::new()
+        } else {
+            new_table
+        };
         let unchanged = match &img.table {
             TableImage::Known(t) => *t == new_table,
             TableImage::Stale => false,
@@ -557,10 +575,17 @@ impl Encoder {
                 SVC_F_SCHED_FALLBACK
             } else {
                 0
+            } | if svc.ops && svc.key.proto != Protocol::Tcp {
+                // IPVS clears -o for TCP (and SCTP); a firewall-mark service keeps it for its UDP.
+                SVC_F_ONEPACKET
+            } else {
+                0
             },
             sched: kind as u32,
             sched_base: img.val.sched_base,
             sched_len: img.val.sched_len,
+            persist_s: svc.persistent.unwrap_or(0),
+            plen: u32::from(svc.netmask),
             _pad: 0,
         };
         let mut old_region = None;
@@ -783,9 +808,9 @@ fn ip_addr(addr: &rvs_abi::Addr, family: u8) -> Option<IpAddr> {
 }
 
 /// `rvs_cfg[0]` with or without `CFG_F_NAT`.
-fn cfg_of(nat: bool) -> Cfg {
+fn cfg_of(nat: bool, quiescent: bool) -> Cfg {
     Cfg {
-        flags: if nat { CFG_F_NAT } else { 0 },
+        flags: if nat { CFG_F_NAT } else { 0 } | if quiescent { CFG_F_QUIESCENT } else { 0 },
         _pad: 0,
     }
 }

@@ -191,6 +191,10 @@ fn check_dest(svc: &Service, dest: &Dest) -> Result<(), ApplyError> {
     if svc.key.mark().is_some() && dest.fwd == FwdMethod::Masq {
         return Err(ApplyError::FwmarkMasq);
     }
+    // Nor does a port-0 service hold the port to put back into a NAT reply.
+    if svc.key.port == 0 && svc.key.mark().is_none() && dest.fwd == FwdMethod::Masq {
+        return Err(ApplyError::PortZeroMasq);
+    }
     if dest.key.addr.is_ipv4() != svc.key.addr.is_ipv4() && dest.fwd != FwdMethod::Tunnel {
         return Err(ApplyError::AfNotSupported);
     }

@@ -4,8 +4,9 @@
 //! one thread, so every compare-and-swap here succeeds on its first try.
 
 use rvs_abi::{
-    CONN_C_ACTIVE, CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_REPLY, ConnKey, ConnVal, DEST_C_OVERLOAD,
-    DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
+    Addr, Be32, CONN_C_ACTIVE, CONN_C_DEAD, CONN_F_CONTROLLED, CONN_F_INPUT_ONLY, CONN_F_REPLY,
+    CONN_F_TEMPLATE, ConnKey, ConnVal, DEST_C_OVERLOAD, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd,
+    SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
 };
 
 use crate::maps::{BPF_ANY, Maps};
@@ -151,10 +152,76 @@ pub fn rvs_conn_bind(maps: &mut Maps, dest_id: u32, dest: &DestVal, active: bool
     }
 }
 
+/// Mirrors `rvs_conn_bind_template` (bpf/lib/conn.h).
+pub fn rvs_conn_bind_template(maps: &mut Maps, dest_id: u32) {
+    if let Some(cnt) = maps.rvs_dest_cnt.lookup_mut(dest_id) {
+        cnt.persist = cnt.persist.wrapping_add(1);
+    }
+}
+
+/// Mirrors `rvs_persist_mask_word` (bpf/lib/conn.h): word `i` (0..3) of the network-order mask of a
+/// prefix of `plen` bits.
+pub fn rvs_persist_mask_word(plen: u32, i: u32) -> Be32 {
+    // u32 arithmetic, as the C (i is at most 3).
+    if plen <= i * 32 {
+        return Be32::new(0);
+    }
+    let bits = plen - i * 32;
+    if bits >= 32 {
+        return Be32::new(u32::MAX);
+    }
+    Be32::new(!0u32 << (32 - bits))
+}
+
+/// Mirrors `rvs_persist_key` (bpf/lib/conn.h).
+pub fn rvs_persist_key(saddr: &Addr, vs: &SvcKey, plen: u32) -> ConnKey {
+    let mut net = Addr::default();
+    for (i, w) in net.iter_mut().enumerate() {
+        *w = Be32::new(saddr[i].get() & rvs_persist_mask_word(plen, i as u32).get());
+    }
+    ConnKey {
+        saddr: net,
+        daddr: vs.addr,
+        sport: Default::default(),
+        dport: vs.port,
+        proto: vs.proto,
+        family: vs.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Mirrors `rvs_persist_release` (bpf/lib/conn.h).
+pub fn rvs_persist_release(maps: &mut Maps, tkey: &ConnKey, ctag: u32) {
+    if let Some(t) = maps.rvs_conn.lookup_mut(tkey)
+        && t.flags & CONN_F_TEMPLATE != 0
+        && t.created_ns as u32 == ctag
+        && t.nctl > 0
+    {
+        t.nctl -= 1;
+    }
+}
+
+/// Mirrors `rvs_persist_conn_end` (bpf/lib/conn.h).
+pub fn rvs_persist_conn_end(maps: &mut Maps, key: &ConnKey, conn: &ConnVal) {
+    let svc_id = conn.svc_id;
+    let Some(vs) = maps.rvs_svc_addr.lookup(svc_id) else {
+        return;
+    };
+    let svc = match maps.rvs_svc.lookup(&vs) {
+        Some(svc) if svc.id == svc_id => *svc,
+        _ => return,
+    };
+    let tkey = rvs_persist_key(&key.saddr, &vs, svc.plen);
+    rvs_persist_release(maps, &tkey, conn.ctag);
+}
+
 /// Mirrors `rvs_conn_unbind` (bpf/lib/conn.h).
-pub fn rvs_conn_unbind(maps: &mut Maps, conn: &ConnVal, cflags: u8) {
+pub fn rvs_conn_unbind(maps: &mut Maps, key: &ConnKey, conn: &ConnVal, cflags: u8) {
     if conn.flags & CONN_F_REPLY != 0 {
         return;
+    }
+    if conn.flags & CONN_F_CONTROLLED != 0 {
+        rvs_persist_conn_end(maps, key, conn);
     }
     let id = conn.dest_id;
     let Some(dest) = maps.rvs_dest.lookup(id) else {
@@ -166,6 +233,10 @@ pub fn rvs_conn_unbind(maps: &mut Maps, conn: &ConnVal, cflags: u8) {
     let Some(cnt) = maps.rvs_dest_cnt.lookup_mut(id) else {
         return;
     };
+    if conn.flags & CONN_F_TEMPLATE != 0 {
+        cnt.persist = cnt.persist.wrapping_sub(1);
+        return;
+    }
     if cflags & CONN_C_ACTIVE != 0 {
         cnt.active = cnt.active.wrapping_sub(1);
     } else {
@@ -187,7 +258,7 @@ pub fn rvs_conn_unbind(maps: &mut Maps, conn: &ConnVal, cflags: u8) {
 }
 
 /// Mirrors `rvs_conn_claim` (bpf/lib/conn.h).
-pub fn rvs_conn_claim(maps: &mut Maps, conn: &mut ConnVal, w: u32, now_ns: u64) -> bool {
+pub fn rvs_conn_claim(maps: &mut Maps, key: &ConnKey, conn: &mut ConnVal, w: u32, now_ns: u64) -> bool {
     let dead = w | (u32::from(CONN_C_DEAD) << 16);
     if rvs_conn_w_cflags(w) & CONN_C_DEAD != 0 {
         return false;
@@ -195,7 +266,7 @@ pub fn rvs_conn_claim(maps: &mut Maps, conn: &mut ConnVal, w: u32, now_ns: u64) 
     if !rvs_conn_word_cas(conn, w, dead) {
         return false;
     }
-    rvs_conn_unbind(maps, conn, rvs_conn_w_cflags(w));
+    rvs_conn_unbind(maps, key, conn, rvs_conn_w_cflags(w));
     conn.last_ns = now_ns;
     true
 }
@@ -362,7 +433,9 @@ pub fn rvs_conn_client_key(pkt: &Pkt, vs: &SvcKey) -> ConnKey {
     }
 }
 
-/// Mirrors `rvs_conn_create` (bpf/lib/conn.h).
+/// Mirrors `rvs_conn_create` (bpf/lib/conn.h). `ctl` is `CONN_F_CONTROLLED` for a connection a
+/// persistence template chose (`ctag`: the template's), else 0.
+#[allow(clippy::too_many_arguments, reason = "the C's arguments, one for one")]
 pub fn rvs_conn_create(
     maps: &mut Maps,
     key: &ConnKey,
@@ -371,6 +444,8 @@ pub fn rvs_conn_create(
     dest_id: u32,
     dest: &DestVal,
     now_ns: u64,
+    ctl: u8,
+    ctag: u32,
 ) -> Result<(), DropReason> {
     let mut val = ConnVal {
         dest_id,
@@ -396,7 +471,8 @@ pub fn rvs_conn_create(
         0
     } else {
         CONN_F_INPUT_ONLY
-    };
+    } | ctl;
+    val.ctag = ctag;
     val.state = if pkt.proto == IPPROTO_TCP {
         rvs_tcp_next_state(rvs_tcp_dir_in(val.flags), TcpState::None as u8, pkt.tcp_flags)
     } else {
@@ -559,18 +635,18 @@ mod tests {
             cflags: CONN_C_ACTIVE,
             ..conn3()
         };
-        rvs_conn_unbind(&mut m, &active, CONN_C_ACTIVE);
+        rvs_conn_unbind(&mut m, &ConnKey::default(), &active, CONN_C_ACTIVE);
         assert_ne!(m.rvs_dest_cnt.lookup(3).unwrap().flags & DEST_C_OVERLOAD, 0);
-        rvs_conn_unbind(&mut m, &active, CONN_C_ACTIVE);
+        rvs_conn_unbind(&mut m, &ConnKey::default(), &active, CONN_C_ACTIVE);
         assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap().flags, 0);
         // -x 3 -y 2: cleared only below 2.
         let (mut m, d) = dest_maps(3, 2);
         for _ in 0..3 {
             rvs_conn_bind(&mut m, 3, &d, false);
         }
-        rvs_conn_unbind(&mut m, &conn3(), 0);
+        rvs_conn_unbind(&mut m, &ConnKey::default(), &conn3(), 0);
         assert_ne!(m.rvs_dest_cnt.lookup(3).unwrap().flags & DEST_C_OVERLOAD, 0);
-        rvs_conn_unbind(&mut m, &conn3(), 0);
+        rvs_conn_unbind(&mut m, &ConnKey::default(), &conn3(), 0);
         assert_eq!(
             m.rvs_dest_cnt.lookup(3).unwrap(),
             DestCnt {
@@ -590,10 +666,10 @@ mod tests {
             ..conn3()
         };
         let w = rvs_conn_word_read(&c);
-        assert!(rvs_conn_claim(&mut m, &mut c, w, 9));
+        assert!(rvs_conn_claim(&mut m, &ConnKey::default(), &mut c, w, 9));
         assert_eq!((c.cflags, c.last_ns), (CONN_C_ACTIVE | CONN_C_DEAD, 9));
         let w = rvs_conn_word_read(&c);
-        assert!(!rvs_conn_claim(&mut m, &mut c, w, 10));
+        assert!(!rvs_conn_claim(&mut m, &ConnKey::default(), &mut c, w, 10));
         assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap().active, 1);
         // Another generation of dest 3: its counters are not this connection's.
         let mut old = ConnVal {
@@ -602,7 +678,7 @@ mod tests {
             ..conn3()
         };
         let w = rvs_conn_word_read(&old);
-        assert!(rvs_conn_claim(&mut m, &mut old, w, 11));
+        assert!(rvs_conn_claim(&mut m, &ConnKey::default(), &mut old, w, 11));
         assert_eq!(m.rvs_dest_cnt.lookup(3).unwrap().active, 1);
     }
 
@@ -647,6 +723,80 @@ mod tests {
         assert!(!rvs_conn_expired(&m, st, 100, 50), "last_ns ahead of now");
         assert!(!rvs_conn_expired(&m, TcpState::Established as u8, 0, u64::MAX));
         assert!(!rvs_conn_expired(&m, 200, 0, u64::MAX));
+    }
+
+    #[test]
+    fn persist_mask_words_by_prefix_length() {
+        let m = |plen, i| rvs_persist_mask_word(plen, i).get();
+        assert_eq!(
+            (m(0, 0), m(24, 0), m(32, 0), m(32, 1)),
+            (0, 0xffff_ff00, u32::MAX, 0)
+        );
+        assert_eq!(
+            (m(64, 1), m(64, 2), m(100, 3), m(128, 3)),
+            (u32::MAX, 0, 0xf000_0000, u32::MAX)
+        );
+    }
+
+    #[test]
+    fn persist_key_is_the_client_network_port_0_and_the_service() {
+        let vs = SvcKey {
+            addr: rvs_abi::addr_v4([198, 18, 0, 10]),
+            port: rvs_abi::Be16::new(80),
+            proto: IPPROTO_TCP,
+            family: rvs_abi::Family::Inet as u8,
+        };
+        let k = rvs_persist_key(&rvs_abi::addr_v4([198, 18, 2, 77]), &vs, 24);
+        assert_eq!(k.saddr, rvs_abi::addr_v4([198, 18, 2, 0]));
+        assert_eq!(
+            (k.daddr, k.sport.get(), k.dport, k.proto, k.family),
+            (vs.addr, 0, vs.port, vs.proto, vs.family)
+        );
+    }
+
+    #[test]
+    fn a_controlled_connection_gives_its_template_control_back_once_and_only_to_its_own() {
+        let (mut m, _) = dest_maps(0, 0);
+        let vs = SvcKey {
+            addr: rvs_abi::addr_v4([198, 18, 0, 10]),
+            port: rvs_abi::Be16::new(80),
+            proto: IPPROTO_TCP,
+            family: rvs_abi::Family::Inet as u8,
+        };
+        let svc = SvcVal {
+            id: 1,
+            plen: 24,
+            ..Default::default()
+        };
+        m.rvs_svc_addr.update(1, vs, BPF_ANY).unwrap();
+        m.rvs_svc.update(vs, svc, BPF_ANY).unwrap();
+        let key = ConnKey {
+            saddr: rvs_abi::addr_v4([198, 18, 2, 5]),
+            ..Default::default()
+        };
+        let tkey = rvs_persist_key(&key.saddr, &vs, 24);
+        let t = ConnVal {
+            flags: CONN_F_TEMPLATE,
+            created_ns: 7,
+            nctl: 1,
+            ..conn3()
+        };
+        m.rvs_conn.update(tkey, t, BPF_ANY).unwrap();
+        let other = ConnVal {
+            flags: CONN_F_CONTROLLED,
+            ctag: 8,
+            ..conn3()
+        };
+        rvs_conn_unbind(&mut m, &key, &other, 0);
+        assert_eq!(
+            m.rvs_conn.lookup(&tkey).unwrap().nctl,
+            1,
+            "another template's tag"
+        );
+        let mine = ConnVal { ctag: 7, ..other };
+        rvs_conn_unbind(&mut m, &key, &mine, 0);
+        rvs_conn_unbind(&mut m, &key, &mine, 0);
+        assert_eq!(m.rvs_conn.lookup(&tkey).unwrap().nctl, 0, "never below 0");
     }
 
     #[test]

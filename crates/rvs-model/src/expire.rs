@@ -2,13 +2,14 @@
 //! other programs in [`crate::xdp`]). Mirrors bpf/lib/expire.h, which explains why the daemon does not
 //! delete entries itself.
 
-use rvs_abi::{CONN_C_DEAD, CONN_F_REPLY, ConnKey, ConnVal, DEST_F_VALID, ExpireHdr};
+use rvs_abi::{CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DEST_F_VALID, ExpireHdr};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::conn::{
     rvs_conn_claim, rvs_conn_expired, rvs_conn_w_cflags, rvs_conn_w_state, rvs_conn_word_read,
 };
 use crate::maps::Maps;
+use crate::persist::rvs_persist_live;
 
 /// `RVS_EXPIRE_CLAIM_GRACE_NS`: a claimed entry younger than this belongs to the packet that claimed it.
 pub const RVS_EXPIRE_CLAIM_GRACE_NS: u64 = 1_000_000_000;
@@ -44,6 +45,19 @@ pub fn rvs_expire_dest_live(maps: &Maps, conn: &ConnVal) -> bool {
     })
 }
 
+/// Mirrors `rvs_expire_template_live` (bpf/lib/expire.h).
+pub fn rvs_expire_template_live(maps: &Maps, t: &ConnVal, w: u32, now_ns: u64) -> bool {
+    let svc_id = t.svc_id;
+    let Some(vs) = maps.rvs_svc_addr.lookup(svc_id) else {
+        return false;
+    };
+    let svc = match maps.rvs_svc.lookup(&vs) {
+        Some(svc) if svc.id == svc_id => *svc,
+        _ => return false,
+    };
+    rvs_persist_live(t, w, &svc, now_ns) && rvs_expire_dest_live(maps, t)
+}
+
 /// Mirrors `rvs_expire_one` (bpf/lib/expire.h). True if it deleted the entry.
 pub fn rvs_expire_one(maps: &mut Maps, key: &ConnKey, now_ns: u64) -> bool {
     let Some(mut conn) = maps.rvs_conn.lookup(key).copied() else {
@@ -61,12 +75,16 @@ pub fn rvs_expire_one(maps: &mut Maps, key: &ConnKey, now_ns: u64) -> bool {
                 return false;
             }
         } else {
-            if !rvs_conn_expired(maps, rvs_conn_w_state(w), conn.last_ns, now_ns)
-                && rvs_expire_dest_live(maps, &conn)
-            {
+            let live = if conn.flags & CONN_F_TEMPLATE != 0 {
+                rvs_expire_template_live(maps, &conn, w, now_ns)
+            } else {
+                !rvs_conn_expired(maps, rvs_conn_w_state(w), conn.last_ns, now_ns)
+                    && rvs_expire_dest_live(maps, &conn)
+            };
+            if live {
                 return false;
             }
-            let won = rvs_conn_claim(maps, &mut conn, w, now_ns);
+            let won = rvs_conn_claim(maps, key, &mut conn, w, now_ns);
             // The C's claim writes through the map's pointer.
             if let Some(slot) = maps.rvs_conn.lookup_mut(key) {
                 *slot = conn;

@@ -13,6 +13,7 @@
 //! | bpf/lib/mark.h | [`mark`] |
 //! | bpf/lib/conn.h | [`conn`] |
 //! | bpf/lib/sched.h | [`sched`] |
+//! | bpf/lib/persist.h | [`persist`] |
 //! | bpf/lib/expire.h | [`expire`] |
 //! | bpf/lib/dr.h | [`fwd::dr`] |
 //! | bpf/lib/fib.h | [`fwd::fib`] |
@@ -34,6 +35,7 @@ pub mod fwd;
 pub mod maps;
 pub mod mark;
 pub mod parse;
+pub mod persist;
 pub mod sched;
 pub mod stats;
 pub mod svc;

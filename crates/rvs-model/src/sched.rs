@@ -341,6 +341,27 @@ fn rvs_sched_rr_probe(maps: &mut Maps, _k: u64, p: &mut RrProbe<'_>) -> i64 {
     }
 }
 
+/// Mirrors `rvs_sched_choose` (bpf/lib/sched.h): the real server's id for a new connection whose
+/// folded source and destination addresses are `sfold` and `dfold` (host order), from source port
+/// `sport`; the C schedules a packet made of just those (IPv4, the folds as addresses).
+pub fn rvs_sched_choose(
+    maps: &mut Maps,
+    env: &Env,
+    svc: &SvcVal,
+    sfold: u32,
+    dfold: u32,
+    sport: rvs_abi::Be16,
+) -> Result<u32, DropReason> {
+    let mut p = Pkt {
+        sport,
+        family: Family::Inet as u8,
+        ..Pkt::default()
+    };
+    p.saddr[0] = rvs_abi::Be32::new(sfold);
+    p.daddr[0] = rvs_abi::Be32::new(dfold);
+    rvs_sched_pick(maps, env, svc, &p).map(|(id, _)| id)
+}
+
 /// Mirrors `rvs_sched_pick` (bpf/lib/sched.h). `Ok((dest_id, dest))` or the drop reason.
 pub fn rvs_sched_pick(
     maps: &mut Maps,

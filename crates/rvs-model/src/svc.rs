@@ -18,6 +18,15 @@ pub fn rvs_svc_lookup(maps: &Maps, pkt: &Pkt) -> Option<SvcVal> {
     if let Some(svc) = maps.rvs_svc.lookup(&key) {
         return Some(*svc);
     }
+    // IPVS's catch-all: the port-0 service of the address (useful only persistent; the encoder gives
+    // a non-persistent one no real server, as IPVS refuses to schedule it).
+    let key = SvcKey {
+        port: Be16::default(),
+        ..key
+    };
+    if let Some(svc) = maps.rvs_svc.lookup(&key) {
+        return Some(*svc);
+    }
     let mark = rvs_mark_of(maps, pkt);
     if mark == 0 {
         return None;

@@ -1,14 +1,15 @@
 //! The director's packet path. Mirrors bpf/rvs_xdp.c.
 
 use rvs_abi::{
-    CONN_C_DEAD, CONN_F_REPLY, ConnKey, DestVal, DropReason, EXPIRE_BATCH, ExpireHdr, Fwd, SvcVal,
+    CONN_C_DEAD, CONN_F_CONTROLLED, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, DestVal, DropReason,
+    EXPIRE_BATCH, ExpireHdr, Fwd, SVC_F_ONEPACKET, SVC_F_PERSISTENT, SvcVal,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::conn::{
     RVS_TCP_DIR_OUTPUT, rvs_conn_claim, rvs_conn_client_key, rvs_conn_create, rvs_conn_dest,
     rvs_conn_expired, rvs_conn_is_new, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused, rvs_conn_touch,
-    rvs_conn_w_cflags, rvs_conn_w_state, rvs_conn_word_read, rvs_tcp_dir_in,
+    rvs_conn_w_cflags, rvs_conn_w_state, rvs_conn_word_read, rvs_persist_release, rvs_tcp_dir_in,
 };
 use crate::env::{Env, rvs_cpu, rvs_now_ns};
 use crate::expire::rvs_expire_one;
@@ -18,11 +19,13 @@ use crate::fwd::icmp::rvs_icmp_process;
 use crate::fwd::nat::{rvs_nat_enabled, rvs_nat_from_dest, rvs_nat_reply_xmit, rvs_nat_xmit};
 use crate::maps::Maps;
 use crate::parse::{Pkt, parse_all};
-use crate::sched::rvs_sched_pick;
+use crate::persist::{PersistFind, rvs_persist_create, rvs_persist_find};
+use crate::sched::{rvs_sched_addr_fold, rvs_sched_choose};
 use crate::stats::{rvs_stats_conn, rvs_stats_drop, rvs_stats_in, rvs_stats_out};
 use crate::svc::rvs_svc_lookup;
 use crate::wire::ipv4::IPPROTO_ICMP;
 use crate::wire::ipv4::IPPROTO_TCP;
+use crate::wire::ipv4::IPPROTO_UDP;
 use crate::wire::ipv6::IPPROTO_ICMPV6;
 
 /// What every stage of the packet path returns. Mirrors the int convention of bpf/lib/verdict.h:
@@ -45,10 +48,21 @@ pub fn rvs_xdp_conn(
     svc: &SvcVal,
     now_ns: u64,
 ) -> Result<(u32, DestVal), DropReason> {
+    // One-packet scheduling (-o, UDP only): every datagram is a connection of its own, scheduled and
+    // counted in conns but never entered in the table.
+    let ops = svc.flags & SVC_F_ONEPACKET != 0 && pkt.proto == IPPROTO_UDP;
     let key = rvs_conn_key_of(pkt);
     let mut claimed = false;
     // A copy of the entry; the C writes through the map's pointer, here the copy is written back.
-    let conn = rvs_conn_lookup(maps, &key).copied();
+    let conn = if ops {
+        None
+    } else {
+        rvs_conn_lookup(maps, &key).copied()
+    };
+    // A client's source port 0 makes its key its network's template key (bpf/lib/persist.h).
+    if conn.is_some_and(|c| c.flags & CONN_F_TEMPLATE != 0) {
+        return Err(DropReason::PortZero);
+    }
     // A reply entry under a client's tuple (a client using a real server's address and port toward a
     // virtual address that is another connection's client) is no connection of this packet.
     if let Some(mut conn) = conn
@@ -76,7 +90,7 @@ pub fn rvs_xdp_conn(
             }
             return Ok((conn.dest_id, dest));
         }
-        let won = rvs_conn_claim(maps, &mut conn, w, now_ns);
+        let won = rvs_conn_claim(maps, &key, &mut conn, w, now_ns);
         if let Some(slot) = maps.rvs_conn.lookup_mut(&key) {
             *slot = conn;
         }
@@ -86,11 +100,68 @@ pub fn rvs_xdp_conn(
         claimed = true;
     }
     let mut ret = Err(DropReason::NotSyn);
+    // The C's ctl and ctag, and its tkey once rvs_persist_find has written it.
+    let (mut ctl, mut ctag, mut tkey) = (0u8, 0u32, None);
     if rvs_conn_is_new(pkt) {
-        ret = rvs_sched_pick(maps, env, svc, pkt);
+        let mut schedule = true;
+        if svc.flags & SVC_F_PERSISTENT != 0 {
+            ctl = CONN_F_CONTROLLED;
+            match rvs_persist_find(maps, svc, pkt, now_ns) {
+                Err(reason) => {
+                    ret = Err(reason);
+                    schedule = false;
+                }
+                Ok((tk, found)) => {
+                    tkey = Some(tk);
+                    if let PersistFind::Found {
+                        ctag: c,
+                        dest_id,
+                        dest,
+                    } = found
+                    {
+                        ctag = c;
+                        ret = Ok((dest_id, dest));
+                        schedule = false;
+                    }
+                }
+            }
+        }
+        if schedule {
+            ret = rvs_sched_choose(
+                maps,
+                env,
+                svc,
+                rvs_sched_addr_fold(&pkt.saddr, pkt.family),
+                rvs_sched_addr_fold(&pkt.daddr, pkt.family),
+                pkt.sport,
+            )
+            .and_then(|id| {
+                maps.rvs_dest
+                    .lookup(id)
+                    .map(|d| (id, d))
+                    .ok_or(DropReason::NoDest)
+            });
+            if let (Ok((dest_id, dest)), Some(tk)) = (ret, tkey.as_ref())
+                && ctl != 0
+            {
+                ret = rvs_persist_create(maps, svc, tk, now_ns, dest_id, &dest).map(|c| {
+                    ctag = c;
+                    (dest_id, dest)
+                });
+            }
+        }
     }
     if let Ok((dest_id, dest)) = ret {
-        ret = rvs_conn_create(maps, &key, pkt, svc, dest_id, &dest, now_ns).map(|()| (dest_id, dest));
+        if !ops {
+            ret = rvs_conn_create(maps, &key, pkt, svc, dest_id, &dest, now_ns, ctl, ctag)
+                .map(|()| (dest_id, dest));
+        }
+        if (ret.is_err() || ops)
+            && ctl != 0
+            && let Some(tk) = tkey
+        {
+            rvs_persist_release(maps, &tk, ctag);
+        }
     }
     let (dest_id, dest) = match ret {
         Ok(d) => d,

@@ -283,6 +283,19 @@ impl NatLab {
         self.core.start_rvsd(DIRECTOR, &args)
     }
 
+    /// Kills `rvsd` (SIGKILL) and starts it again with its usual arguments and `extra`: the new daemon
+    /// adopts the pinned data plane, so the table and the connections (persistence templates included)
+    /// carry over. It is how a test changes a setting that only rvsd's command line sets.
+    ///
+    /// # Errors
+    /// rvsd was not running, or the new one did not start or answer in time.
+    pub fn restart_rvsd_with(&mut self, extra: &[&str]) -> Result<(), LabError> {
+        self.core.kill_rvsd()?;
+        let mut args = self.core.rvsd_args(&[CLIENT_IF, SERVER_IF]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        self.core.start_rvsd(DIRECTOR, &args)
+    }
+
     /// Adds the service `VIP:vport` (family `v6`, protocol `proto`, scheduler `sched`) and every real
     /// server, rs1 first, as a NAT (`-m`) real server on `rport`. Returns the service as rvsadm writes
     /// it.

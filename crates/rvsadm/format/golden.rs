@@ -159,12 +159,49 @@ fn counters(snap: &mut Snapshot, k: ServiceKey, svc: [u64; 5], dests: &[(&str, [
     }
 }
 
-/// Runs `ipvsadm ARGS` against the snapshot: the formatted stdout, or the error's text.
+/// Runs `ipvsadm ARGS` against the snapshot: the formatted stdout, or the error's text. A save is
+/// shown without the `-x`/`-y` options, which ipvsadm drops and rvsadm keeps (a documented
+/// improvement, checked by `save_keeps_the_thresholds`), so that the rest compares byte for byte.
 fn render(snap: &Snapshot, cmd: &str, names: &dyn Names) -> String {
     match parse_args(&golden_args(cmd)).unwrap() {
         Invocation::List(opts) => list(snap, &opts, names).map_err(|_| "No such service").unwrap(),
-        Invocation::Save { numeric } => save(snap, numeric, names),
+        Invocation::Save { numeric } => without_thresholds(&save(snap, numeric, names)),
         other => panic!("{cmd}: {other:?}"),
+    }
+}
+
+/// `text` with every ` -x N` and ` -y N` option taken out.
+fn without_thresholds(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut words = line.split(' ').peekable();
+        let mut kept: Vec<&str> = Vec::new();
+        while let Some(w) = words.next() {
+            if (w == "-x" || w == "-y") && words.peek().is_some_and(|n| n.parse::<u32>().is_ok()) {
+                words.next();
+                continue;
+            }
+            kept.push(w);
+        }
+        out.push_str(&kept.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+/// rvsadm -S saves the thresholds after the weight, where ipvsadm drops them.
+#[test]
+fn save_keeps_the_thresholds() {
+    let snap = table_from(SAVE_RESTORE, "setup");
+    let text = save(&snap, true, &LabNames::new());
+    let with: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" -x ") || l.contains(" -y "))
+        .collect();
+    assert!(!with.is_empty(), "no threshold saved:\n{text}");
+    for line in with {
+        let w = line.find(" -w ").unwrap_or_else(|| panic!("{line}"));
+        assert!(line.find(" -x ").or(line.find(" -y ")).unwrap() > w, "{line}");
     }
 }
 

@@ -55,6 +55,13 @@ pub(crate) fn save(snap: &Snapshot, numeric: bool, names: &dyn Names) -> String 
                 d.dest.fwd.flag(),
                 d.dest.weight
             );
+            // A documented improvement on ipvsadm, which drops the thresholds from -S.
+            if d.dest.u_threshold != 0 {
+                let _ = write!(out, " -x {}", d.dest.u_threshold);
+            }
+            if d.dest.l_threshold != 0 {
+                let _ = write!(out, " -y {}", d.dest.l_threshold);
+            }
             if d.dest.fwd == FwdMethod::Tunnel {
                 // ipvsadm names the tunnel type of every -i server; rvs tunnels are IPIP.
                 out.push_str(" --tun-type ipip");

@@ -419,6 +419,8 @@ fn nat_wrr_setup_gives_exactly_these_ops() {
         sched: 1,
         sched_base: 0,
         sched_len: 6,
+        persist_s: 0,
+        plen: u32::from(t.services()[0].service.netmask),
         _pad: 0,
     };
     want.push(MapOp::SvcSet { key, val });

@@ -157,7 +157,7 @@ pub fn one_service(proto: u8, n: u8, table: &[u32], ifindex: u32) -> Vec<MapOp> 
             sched: Sched::Rr as u32,
             sched_base: 0,
             sched_len: table.len() as u32,
-            _pad: 0,
+            ..SvcVal::default()
         },
     });
     ops
