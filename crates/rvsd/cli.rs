@@ -32,7 +32,7 @@ pub(crate) struct Args {
     pub(crate) pin_dir: Option<PathBuf>,
 
     /// Size of the connection table, in entries, 1 to 134217728 [default: 1048576]. The kernel
-    /// allocates all of it at start (about 130 bytes an entry; a NAT connection takes two entries).
+    /// allocates all of it at start (about 145 bytes an entry; a NAT connection takes two entries).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(rvs_dataplane::CONN_MAX_LIMIT)))]
     pub(crate) conn_max: Option<u32>,
 

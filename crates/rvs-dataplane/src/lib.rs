@@ -33,7 +33,7 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rvs";
 
 /// The largest connection table the kernel makes: a hash map's buckets (a power of two at least
 /// max_entries, 16 bytes each) must fit the u32 size that `htab_map_alloc` checks (kernel/bpf/hashtab.c),
-/// so 2^27 entries; one more gets E2BIG. Whether that much memory (about 130 bytes an entry, see
+/// so 2^27 entries; one more gets E2BIG. Whether that much memory (about 145 bytes an entry, see
 /// docs/performance.md) can be had is another matter, answered by the allocation.
 pub const CONN_MAX_LIMIT: u32 = 1 << 27;
 
