@@ -135,6 +135,7 @@ enum rvs_drop {
 
 /* rvs_cfg.flags */
 #define RVS_CFG_F_NAT		(1U << 0)	/* some real server is NAT: look up replies */
+#define RVS_CFG_F_PORT0		(1U << 2)	/* some service has port 0: look it up after a miss */
 #define RVS_CFG_F_QUIESCENT	(1U << 1)	/* expire_quiescent_template: a template whose real
 						 * server has weight 0 is not used */
 

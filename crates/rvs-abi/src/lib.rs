@@ -416,6 +416,8 @@ pub const CFG_F_NAT: u32 = 1 << 0;
 /// `Cfg::flags`: expire_quiescent_template (a template whose real server has weight 0 is not used).
 /// Mirrors `RVS_CFG_F_QUIESCENT`.
 pub const CFG_F_QUIESCENT: u32 = 1 << 1;
+/// `Cfg::flags`: some service has port 0 (look it up after an exact miss). Mirrors `RVS_CFG_F_PORT0`.
+pub const CFG_F_PORT0: u32 = 1 << 2;
 
 /// Return values of the kernel's `bpf_fib_lookup` (`BPF_FIB_LKUP_RET_*`, include/uapi/linux/bpf.h), as
 /// `TestFib::ret` holds them.

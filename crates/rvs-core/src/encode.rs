@@ -37,10 +37,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
-    Be16, CFG_F_NAT, CFG_F_QUIESCENT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd, MARK_RANGES,
-    MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal, SCHED_NO_DEST,
-    SCHED_SLOTS, SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey,
-    SvcState, SvcVal, VipKey, addr_bytes, addr_v4, addr_v6,
+    Be16, CFG_F_NAT, CFG_F_PORT0, CFG_F_QUIESCENT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd,
+    MARK_RANGES, MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal,
+    SCHED_NO_DEST, SCHED_SLOTS, SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT,
+    Sched, SvcKey, SvcState, SvcVal, VipKey, addr_bytes, addr_v4, addr_v6,
 };
 
 use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, ServiceKey};
@@ -220,7 +220,13 @@ impl Encoder {
                 sig.sort_unstable();
             }
         }
-        enc.cfg = cfg_of(enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8), false);
+        enc.cfg = cfg_of(
+            enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8),
+            false,
+            enc.svcs
+                .keys()
+                .any(|k| k.port.get() == 0 && k.proto != rvs_abi::SVC_PROTO_FWMARK),
+        );
         enc.next_dgen = dests
             .iter()
             .map(|(_, d)| d.dgen)
@@ -277,11 +283,20 @@ impl Encoder {
                 .iter()
                 .any(|e| e.dests.iter().any(|d| d.fwd == FwdMethod::Masq)),
             self.quiescent,
+            table
+                .services()
+                .iter()
+                .any(|e| e.service.key.port == 0 && e.service.key.proto != Protocol::Fwmark),
         );
-        let nat_on = want.flags & CFG_F_NAT != 0 && self.cfg.flags & CFG_F_NAT == 0;
-        if nat_on {
-            ops.push(MapOp::CfgSet { val: want });
-            self.cfg = want;
+        // A switch that turns on (NAT reply lookups, port-0 lookups) does so before any table or
+        // service can need it; one that turns off, after (the end of this sync).
+        let early = Cfg {
+            flags: self.cfg.flags | want.flags,
+            ..want
+        };
+        if early != self.cfg {
+            ops.push(MapOp::CfgSet { val: early });
+            self.cfg = early;
         }
         for key in std::mem::take(&mut self.foreign) {
             ops.push(MapOp::SvcDel { key });
@@ -808,9 +823,11 @@ fn ip_addr(addr: &rvs_abi::Addr, family: u8) -> Option<IpAddr> {
 }
 
 /// `rvs_cfg[0]` with or without `CFG_F_NAT`.
-fn cfg_of(nat: bool, quiescent: bool) -> Cfg {
+fn cfg_of(nat: bool, quiescent: bool, port0: bool) -> Cfg {
     Cfg {
-        flags: if nat { CFG_F_NAT } else { 0 } | if quiescent { CFG_F_QUIESCENT } else { 0 },
+        flags: if nat { CFG_F_NAT } else { 0 }
+            | if quiescent { CFG_F_QUIESCENT } else { 0 }
+            | if port0 { CFG_F_PORT0 } else { 0 },
         _pad: 0,
     }
 }

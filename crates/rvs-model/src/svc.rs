@@ -1,6 +1,6 @@
 //! Virtual service lookup. Mirrors bpf/lib/svc.h.
 
-use rvs_abi::{Be16, SVC_PROTO_FWMARK, SvcKey, SvcVal};
+use rvs_abi::{Be16, CFG_F_PORT0, SVC_PROTO_FWMARK, SvcKey, SvcVal};
 
 use crate::maps::Maps;
 use crate::mark::rvs_mark_of;
@@ -24,7 +24,9 @@ pub fn rvs_svc_lookup(maps: &Maps, pkt: &Pkt) -> Option<SvcVal> {
         port: Be16::default(),
         ..key
     };
-    if let Some(svc) = maps.rvs_svc.lookup(&key) {
+    if maps.rvs_cfg.lookup(0).is_some_and(|c| c.flags & CFG_F_PORT0 != 0)
+        && let Some(svc) = maps.rvs_svc.lookup(&key)
+    {
         return Some(*svc);
     }
     let mark = rvs_mark_of(maps, pkt);
