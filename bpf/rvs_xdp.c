@@ -163,31 +163,14 @@ rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 	struct rvs_dest_val *dest;
 	struct rvs_svc_key *vs;
 	struct rvs_svc_val *svc;
-	struct rvs_conn_key key;
 	__u64 now_ns;
 	__u32 svc_id, w;
 	int ret;
 
-	if (!rvs_nat_enabled())
+	conn = rvs_nat_reply_conn(pkt, &rep, &vs, &svc, &dest);
+	if (!conn)
 		return XDP_PASS;
-	rvs_conn_key_of(pkt, &key);
-	rep = rvs_conn_lookup(&key);
-	if (!rep || !(rep->flags & RVS_CONN_F_REPLY))
-		return XDP_PASS;
-	svc_id = rep->svc_id;
-	vs = bpf_map_lookup_elem(&rvs_svc_addr, &svc_id);
-	if (!vs)
-		return XDP_PASS;
-	svc = bpf_map_lookup_elem(&rvs_svc, vs);
-	if (!svc || svc->id != svc_id)
-		return XDP_PASS;
-	rvs_conn_client_key(pkt, vs, &key);
-	conn = rvs_conn_lookup(&key);
-	if (!conn || (conn->flags & RVS_CONN_F_REPLY) || conn->dest_id != rep->dest_id)
-		return XDP_PASS;
-	dest = rvs_conn_dest(conn, svc);
-	if (!dest || !rvs_nat_from_dest(pkt, dest))
-		return XDP_PASS;
+	svc_id = svc->id;
 	/* A connection past its timeout, or claimed, is gone for its replies too, as for the client's
 	 * packets (IPVS finds no connection once its timer fired): refreshing it here would revive an
 	 * entry the expiry is deleting. */

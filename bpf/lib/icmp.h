@@ -359,30 +359,13 @@ rvs_icmp_out(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv)
 	struct rvs_dest_val *dest;
 	struct rvs_svc_key *vs;
 	struct rvs_svc_val *svc;
-	struct rvs_conn_key key;
 	__u32 svc_id, dest_id;
 	int ret;
 
-	if (!rvs_nat_enabled())
+	conn = rvs_nat_reply_conn(inv, &rep, &vs, &svc, &dest);
+	if (!conn)
 		return XDP_PASS;
-	rvs_conn_key_of(inv, &key);
-	rep = rvs_conn_lookup(&key);
-	if (!rep || !(rep->flags & RVS_CONN_F_REPLY))
-		return XDP_PASS;
-	svc_id = rep->svc_id;
-	vs = bpf_map_lookup_elem(&rvs_svc_addr, &svc_id);
-	if (!vs)
-		return XDP_PASS;
-	svc = bpf_map_lookup_elem(&rvs_svc, vs);
-	if (!svc || svc->id != svc_id)
-		return XDP_PASS;
-	rvs_conn_client_key(inv, vs, &key);
-	conn = rvs_conn_lookup(&key);
-	if (!conn || (conn->flags & RVS_CONN_F_REPLY) || conn->dest_id != rep->dest_id)
-		return XDP_PASS;
-	dest = rvs_conn_dest(conn, svc);
-	if (!dest || !rvs_nat_from_dest(inv, dest))
-		return XDP_PASS;
+	svc_id = svc->id;
 	dest_id = conn->dest_id;
 	ret = rvs_icmp_nat(ctx, pkt, inv, 1, vs->addr, vs->port);
 	if (ret != RVS_OK)

@@ -22,6 +22,7 @@
 #include "lib/parse.h"
 #include "lib/csum.h"
 #include "lib/fib.h"
+#include "lib/conn.h"
 
 /* Written for a UDP checksum that computes to 0, which would mean "no checksum" (RFC 768; the kernel's
  * CSUM_MANGLED_0). */
@@ -161,6 +162,50 @@ rvs_nat_reply_xmit(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_svc
 	if (ret != RVS_OK)
 		return ret;
 	return rvs_fib_xmit(ctx, pkt);
+}
+
+/* The NAT connection that a real server's packet with @pkt's addresses and ports answers, found the
+ * way lib/conn.h describes: its reply entry (*rep), the service still under that id (*vs, *svc), the
+ * client-side entry naming the same real server, and the packet coming from that real server's
+ * address and port (*dest). NULL when any step fails: the packet is no NAT reply. Serves the replies
+ * (rvs_xdp_reply) and the ICMP errors that quote one (lib/icmp.h).
+ * Mirror: rvs-model/src/fwd/nat.rs */
+static __always_inline struct rvs_conn_val *
+rvs_nat_reply_conn(const struct rvs_pkt *pkt, struct rvs_conn_val **rep, struct rvs_svc_key **vs,
+		   struct rvs_svc_val **svc, struct rvs_dest_val **dest)
+{
+	struct rvs_conn_val *r, *conn;
+	struct rvs_svc_key *k;
+	struct rvs_svc_val *s;
+	struct rvs_dest_val *d;
+	struct rvs_conn_key key;
+	__u32 svc_id;
+
+	if (!rvs_nat_enabled())
+		return NULL;
+	rvs_conn_key_of(pkt, &key);
+	r = rvs_conn_lookup(&key);
+	if (!r || !(r->flags & RVS_CONN_F_REPLY))
+		return NULL;
+	svc_id = r->svc_id;
+	k = bpf_map_lookup_elem(&rvs_svc_addr, &svc_id);
+	if (!k)
+		return NULL;
+	s = bpf_map_lookup_elem(&rvs_svc, k);
+	if (!s || s->id != svc_id)
+		return NULL;
+	rvs_conn_client_key(pkt, k, &key);
+	conn = rvs_conn_lookup(&key);
+	if (!conn || (conn->flags & RVS_CONN_F_REPLY) || conn->dest_id != r->dest_id)
+		return NULL;
+	d = rvs_conn_dest(conn, s);
+	if (!d || !rvs_nat_from_dest(pkt, d))
+		return NULL;
+	*rep = r;
+	*vs = k;
+	*svc = s;
+	*dest = d;
+	return conn;
 }
 
 #endif /* RVS_NAT_H */

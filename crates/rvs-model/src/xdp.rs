@@ -7,16 +7,16 @@ use rvs_abi::{
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::conn::{
-    RVS_TCP_DIR_OUTPUT, rvs_conn_claim, rvs_conn_client_key, rvs_conn_create, rvs_conn_dest,
-    rvs_conn_expired, rvs_conn_is_new, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused, rvs_conn_touch,
-    rvs_conn_w_cflags, rvs_conn_w_state, rvs_conn_word_read, rvs_persist_release, rvs_tcp_dir_in,
+    RVS_TCP_DIR_OUTPUT, rvs_conn_claim, rvs_conn_create, rvs_conn_dest, rvs_conn_expired, rvs_conn_is_new,
+    rvs_conn_key_of, rvs_conn_lookup, rvs_conn_reused, rvs_conn_touch, rvs_conn_w_cflags, rvs_conn_w_state,
+    rvs_conn_word_read, rvs_persist_release, rvs_tcp_dir_in,
 };
 use crate::env::{Env, rvs_cpu, rvs_now_ns};
 use crate::expire::rvs_expire_one;
 use crate::frame::{Frame, XdpAction};
 use crate::fwd::dr::rvs_dr_xmit;
 use crate::fwd::icmp::rvs_icmp_process;
-use crate::fwd::nat::{rvs_nat_enabled, rvs_nat_from_dest, rvs_nat_reply_xmit, rvs_nat_xmit};
+use crate::fwd::nat::{NatReply, rvs_nat_reply_conn, rvs_nat_reply_xmit, rvs_nat_xmit};
 use crate::maps::Maps;
 use crate::parse::{Pkt, parse_all};
 use crate::persist::{PersistFind, rvs_persist_create, rvs_persist_find};
@@ -193,37 +193,18 @@ pub fn rvs_xdp_forward(maps: &Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt,
 /// Mirrors `rvs_xdp_reply` (bpf/rvs_xdp.c).
 pub fn rvs_xdp_reply(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt) -> Verdict {
     let pass = Verdict::Action(XdpAction::Pass);
-    if !rvs_nat_enabled(maps) {
-        return pass;
-    }
-    let rkey = rvs_conn_key_of(pkt);
-    let Some(rep) = rvs_conn_lookup(maps, &rkey).copied() else {
-        return pass;
-    };
-    if rep.flags & CONN_F_REPLY == 0 {
-        return pass;
-    }
-    let svc_id = rep.svc_id;
-    let Some(vs) = maps.rvs_svc_addr.lookup(svc_id) else {
+    let Some(NatReply {
+        rkey,
+        vs,
+        svc,
+        key,
+        mut conn,
+        ..
+    }) = rvs_nat_reply_conn(maps, pkt)
+    else {
         return pass;
     };
-    let svc = match maps.rvs_svc.lookup(&vs) {
-        Some(svc) if svc.id == svc_id => *svc,
-        _ => return pass,
-    };
-    let key = rvs_conn_client_key(pkt, &vs);
-    let Some(mut conn) = rvs_conn_lookup(maps, &key).copied() else {
-        return pass;
-    };
-    if conn.flags & CONN_F_REPLY != 0 || conn.dest_id != rep.dest_id {
-        return pass;
-    }
-    let Some(dest) = rvs_conn_dest(maps, &conn, &svc) else {
-        return pass;
-    };
-    if !rvs_nat_from_dest(pkt, &dest) {
-        return pass;
-    }
+    let svc_id = svc.id;
     let now_ns = rvs_now_ns(env);
     let w = rvs_conn_word_read(&conn);
     if rvs_conn_w_cflags(w) & CONN_C_DEAD != 0

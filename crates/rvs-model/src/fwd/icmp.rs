@@ -3,13 +3,13 @@
 
 use rvs_abi::{Addr, Be16, Be32, CONN_F_REPLY, DestVal, DropReason, Family, Fwd, SvcVal, VipKey, addr_v6};
 
-use crate::conn::{rvs_conn_client_key, rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup};
+use crate::conn::{rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup};
 use crate::csum::{rvs_csum_replace_addr, rvs_csum_replace2};
 use crate::env::{Env, rvs_cpu};
 use crate::frame::{Frame, XdpAction};
 use crate::fwd::dr::rvs_dr_xmit;
 use crate::fwd::fib::rvs_fib_xmit;
-use crate::fwd::nat::{rvs_nat_enabled, rvs_nat_from_dest};
+use crate::fwd::nat::{NatReply, rvs_nat_reply_conn};
 use crate::fwd::tun::{RVS_TUN_IPV4_HLEN, RVS_TUN_IPV6_HLEN, rvs_tun_xmit};
 use crate::maps::Maps;
 use crate::parse::{Pkt, RVS_IPV6_HLEN, RVS_VLAN_HLEN};
@@ -343,37 +343,10 @@ pub fn rvs_icmp_in(
 
 /// Mirrors `rvs_icmp_out` (bpf/lib/icmp.h).
 pub fn rvs_icmp_out(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt, inv: &Pkt) -> Verdict {
-    if !rvs_nat_enabled(maps) {
-        return PASS;
-    }
-    let rkey = rvs_conn_key_of(inv);
-    let Some(rep) = rvs_conn_lookup(maps, &rkey).copied() else {
+    let Some(NatReply { vs, svc, conn, .. }) = rvs_nat_reply_conn(maps, inv) else {
         return PASS;
     };
-    if rep.flags & CONN_F_REPLY == 0 {
-        return PASS;
-    }
-    let svc_id = rep.svc_id;
-    let Some(vs) = maps.rvs_svc_addr.lookup(svc_id) else {
-        return PASS;
-    };
-    let svc = match maps.rvs_svc.lookup(&vs) {
-        Some(svc) if svc.id == svc_id => *svc,
-        _ => return PASS,
-    };
-    let key = rvs_conn_client_key(inv, &vs);
-    let Some(conn) = rvs_conn_lookup(maps, &key).copied() else {
-        return PASS;
-    };
-    if conn.flags & CONN_F_REPLY != 0 || conn.dest_id != rep.dest_id {
-        return PASS;
-    }
-    let Some(dest) = rvs_conn_dest(maps, &conn, &svc) else {
-        return PASS;
-    };
-    if !rvs_nat_from_dest(inv, &dest) {
-        return PASS;
-    }
+    let svc_id = svc.id;
     let ret = rvs_icmp_nat(frame, pkt, inv, true, &vs.addr, vs.port);
     if ret != Verdict::Ok {
         return ret;

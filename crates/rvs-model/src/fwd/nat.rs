@@ -1,8 +1,11 @@
 //! VS/NAT ("Masq"): destination rewrite toward a real server, source rewrite of its replies, with
 //! incremental checksums, then forwarding by the routing table. Mirrors bpf/lib/nat.h.
 
-use rvs_abi::{Addr, Be16, CFG_F_NAT, DestVal, DropReason, Family, Fwd, SvcKey};
+use rvs_abi::{
+    Addr, Be16, CFG_F_NAT, CONN_F_REPLY, ConnKey, ConnVal, DestVal, DropReason, Family, Fwd, SvcKey, SvcVal,
+};
 
+use crate::conn::{rvs_conn_client_key, rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup};
 use crate::csum::{rvs_csum_replace_addr, rvs_csum_replace2};
 use crate::env::Env;
 use crate::frame::Frame;
@@ -267,4 +270,55 @@ mod tests {
             RVS_CSUM_MANGLED_0
         );
     }
+}
+
+/// What [`rvs_nat_reply_conn`] found: copies of the entries, with the keys to write them back under.
+#[derive(Clone, Copy, Debug)]
+pub struct NatReply {
+    /// The reply entry's key (the packet's tuple).
+    pub rkey: ConnKey,
+    /// The reply entry.
+    pub rep: ConnVal,
+    /// The service's key.
+    pub vs: SvcKey,
+    /// The service.
+    pub svc: SvcVal,
+    /// The client-side entry's key.
+    pub key: ConnKey,
+    /// The connection.
+    pub conn: ConnVal,
+    /// Its real server.
+    pub dest: DestVal,
+}
+
+/// Mirrors `rvs_nat_reply_conn` (bpf/lib/nat.h).
+pub fn rvs_nat_reply_conn(maps: &mut Maps, pkt: &Pkt) -> Option<NatReply> {
+    if !rvs_nat_enabled(maps) {
+        return None;
+    }
+    let rkey = rvs_conn_key_of(pkt);
+    let rep = *rvs_conn_lookup(maps, &rkey)?;
+    if rep.flags & CONN_F_REPLY == 0 {
+        return None;
+    }
+    let vs = maps.rvs_svc_addr.lookup(rep.svc_id)?;
+    let svc = *maps.rvs_svc.lookup(&vs).filter(|s| s.id == rep.svc_id)?;
+    let key = rvs_conn_client_key(pkt, &vs);
+    let conn = *rvs_conn_lookup(maps, &key)?;
+    if conn.flags & CONN_F_REPLY != 0 || conn.dest_id != rep.dest_id {
+        return None;
+    }
+    let dest = rvs_conn_dest(maps, &conn, &svc)?;
+    if !rvs_nat_from_dest(pkt, &dest) {
+        return None;
+    }
+    Some(NatReply {
+        rkey,
+        rep,
+        vs,
+        svc,
+        key,
+        conn,
+        dest,
+    })
 }
