@@ -3,65 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use rvs_testkit::lab::{CLIENT, DIRECTOR, DrLab, VIP, real_ip, real_name};
-use rvs_testkit::{http, wait};
+use rvs_testkit::http;
+use rvs_testkit::lab::{CLIENT, VIP, real_ip};
 
-use crate::topo::{OrLog, lab};
+use crate::topo::{OrLog, lab, start_http_servers};
 
 /// The second port of the service (the lab's HTTP servers hold port 80).
 const PORT2: u16 = 8080;
-
-/// Server processes, killed on drop (also when a test panics).
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Starts an HTTP server on `PORT2` in real servers `1..=reals` and waits until each answers.
-fn start_port2_servers(lab: &DrLab) -> Servers {
-    let mut servers = Servers(Vec::new());
-    for i in 1..=lab.reals() {
-        let name = real_name(i);
-        let child = lab
-            .topo()
-            .spawn_in(
-                &name,
-                Command::new("python3")
-                    .args(["-c", http::HTTPD_PY, &name, &PORT2.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )
-            .or_log(lab, "start a server");
-        servers.0.push(child);
-    }
-    for i in 1..=lab.reals() {
-        let addr = SocketAddr::new(IpAddr::V4(real_ip(i)), PORT2);
-        let got = wait::until(
-            &format!("{}'s server at {addr}", real_name(i)),
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            || {
-                lab.topo()
-                    .run_in(DIRECTOR, || http::get_once(addr, None))
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
-            },
-        )
-        .or_log(lab, "server up");
-        assert_eq!(got, real_name(i));
-    }
-    servers
-}
 
 /// Mark 1 holds VIP:80 and VIP:8080; `-f 1 -s rr` over rs1 and rs2. Connections alternate between the
 /// two ports: with one rr cursor for the whole mark, every connection to port 80 lands on one real
@@ -69,7 +18,7 @@ fn start_port2_servers(lab: &DrLab) -> Servers {
 #[test]
 fn one_fwmark_service_schedules_two_ports_with_one_rr() {
     let mut lab = lab(2);
-    let _servers = start_port2_servers(&lab);
+    let _servers = start_http_servers(&lab, PORT2);
     let m = format!("tcp:{VIP}/32:80");
     let m2 = format!("tcp:{VIP}:{PORT2}");
     lab.rvsadm_ok(&["--add-mark", "1", "--match", &m, "--match", &m2])

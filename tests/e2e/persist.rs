@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rvs_testkit::http::{self, HttpConn};
@@ -20,7 +19,7 @@ use rvs_testkit::lab::{CLIENT, CLIENT_IP, DIRECTOR, DrLab, IFNAME, PORT, VIP, re
 use rvs_testkit::wait;
 
 use crate::rvsadm_out::{ConnRow, await_conns, conn_rows, index, rs};
-use crate::topo::{OrLog, lab};
+use crate::topo::{OrLog, lab, start_http_servers};
 
 /// The second port of the port-0 service test (the lab's HTTP servers hold port 80).
 const PORT2: u16 = 8080;
@@ -233,55 +232,6 @@ fn keep_busy(lab: &DrLab, conn: &mut HttpConn, i: usize, secs: u64, persist: &[u
     assert!(checks >= secs, "only {checks} checks in {secs} s");
 }
 
-/// Server processes, killed on drop (also when a test panics).
-struct Servers(Vec<Child>);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Starts an HTTP server on [`PORT2`] in every real server and waits until each answers.
-fn start_port2_servers(lab: &DrLab) -> Servers {
-    let mut servers = Servers(Vec::new());
-    for i in 1..=lab.reals() {
-        let name = real_name(i);
-        let child = lab
-            .topo()
-            .spawn_in(
-                &name,
-                Command::new("python3")
-                    .args(["-c", http::HTTPD_PY, &name, &PORT2.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )
-            .or_log(lab, "start a server");
-        servers.0.push(child);
-    }
-    for i in 1..=lab.reals() {
-        let addr = rs(i, PORT2);
-        let got = wait::until(
-            &format!("{}'s server at {addr}", real_name(i)),
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            || {
-                lab.topo()
-                    .run_in(DIRECTOR, || http::get_once(addr, None))
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
-            },
-        )
-        .or_log(lab, "server up");
-        assert_eq!(got, real_name(i));
-    }
-    servers
-}
-
 #[test]
 fn one_client_sticks_to_one_real_server_across_30_source_ports() {
     let lab = lab(3);
@@ -383,7 +333,7 @@ fn netmask_makes_one_template_for_the_clients_of_a_network() {
 #[test]
 fn a_port_0_service_pins_a_client_across_the_ports_of_the_vip() {
     let lab = lab(3);
-    let _servers = start_port2_servers(&lab);
+    let _servers = start_http_servers(&lab, PORT2);
     service(&lab, 0, 300, &[]);
     let (services, _) = persist_lines(&lab);
     assert_eq!(services, [format!("TCP  {} rr persistent 300", vip(0))]);

@@ -1,7 +1,12 @@
 //! The lab every test starts from, and the XDP_PASS program its switch port needs.
 
-use rvs_testkit::lab::{Binaries, DrLab, Keeper};
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rvs_testkit::lab::{Binaries, DIRECTOR, DrLab, Keeper, real_ip, real_name};
 use rvs_testkit::netns::Topology;
+use rvs_testkit::{http, wait};
 
 /// Panics unless running as root: the tests create namespaces, attach XDP programs and pin under
 /// /sys/fs/bpf. A skipped test would pass without proving anything.
@@ -47,4 +52,54 @@ impl<T, E: std::fmt::Display> OrLog<T> for Result<T, E> {
     fn or_log(self, lab: &DrLab, what: &str) -> T {
         self.unwrap_or_else(|e| panic!("{what}: {e}\n--- rvsd log\n{}", lab.rvsd_log()))
     }
+}
+
+/// Server processes, killed on drop (also when a test panics).
+pub(crate) struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts an HTTP server on `port` (besides the lab's own) in every real server and waits until each
+/// answers with its name.
+pub(crate) fn start_http_servers(lab: &DrLab, port: u16) -> Servers {
+    let mut servers = Servers(Vec::new());
+    for i in 1..=lab.reals() {
+        let name = real_name(i);
+        let child = lab
+            .topo()
+            .spawn_in(
+                &name,
+                Command::new("python3")
+                    .args(["-c", http::HTTPD_PY, &name, &port.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .or_log(lab, "start a server");
+        servers.0.push(child);
+    }
+    for i in 1..=lab.reals() {
+        let addr = SocketAddr::new(IpAddr::V4(real_ip(i)), port);
+        let got = wait::until(
+            &format!("{}'s server at {addr}", real_name(i)),
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || {
+                lab.topo()
+                    .run_in(DIRECTOR, || http::get_once(addr, None))
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .or_log(lab, "server up");
+        assert_eq!(got, real_name(i));
+    }
+    servers
 }
