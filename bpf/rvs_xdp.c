@@ -101,8 +101,8 @@ rvs_xdp_conn(const struct rvs_pkt *pkt, const struct rvs_svc_val *svc, __u64 now
 			ctl = RVS_CONN_F_CONTROLLED;
 		}
 		if (ret == RVS_PERSIST_SCHEDULE) {
-			ret = rvs_sched_choose(svc, rvs_sched_addr_fold(pkt->saddr, pkt->family),
-					       rvs_sched_addr_fold(pkt->daddr, pkt->family), pkt->sport);
+			ret = rvs_sched_choose(svc, rvs_sched_addr_fold(pkt->saddr, pkt->family), pkt->sport,
+					       pkt->family, (const struct rvs_addr *)pkt->daddr);
 			if (ret >= 0) {
 				*dest_id = (__u32)ret;
 				*dest = bpf_map_lookup_elem(&rvs_dest, dest_id);

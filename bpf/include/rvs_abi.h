@@ -21,6 +21,8 @@
 #define RVS_TEST_FIB_MAX	64	/* routes a test can give rvs_fib_lookup (rvs_test_fib) */
 #define RVS_MAX_MARK_PREFIXES	1024	/* rvs_mark entries: (family, protocol, address prefix) */
 #define RVS_MARK_RANGES		16	/* port ranges in one rvs_mark entry */
+#define RVS_LBLC_MAX		131072	/* rvs_lblc entries over all lblc/lblcr services */
+#define RVS_LBLCR_SET_MAX	8	/* real servers in one lblcr set */
 
 /* rvs_svc_key.proto of a firewall-mark service (-f MARK): no packet has it (the parser passes only TCP
  * and UDP on), addr[0] holds the mark in host order, the rest of addr and port are zero, and family is
@@ -55,6 +57,10 @@ enum rvs_sched {
 	RVS_SCHED_FO	= 9,	/* weighted failover: the highest weight */
 	RVS_SCHED_OVF	= 10,	/* overflow: the heaviest whose active conns do not exceed its weight */
 	RVS_SCHED_TWOS	= 11,	/* weighted random choice of two, the less loaded wins */
+	/* Locality-based: rvs_lblc maps the packet's destination address to a real server (lblc) or a
+	 * set of them (lblcr); a miss or an overloaded choice falls back to wlc over the table. */
+	RVS_SCHED_LBLC	= 12,
+	RVS_SCHED_LBLCR	= 13,
 };
 
 /* A hashed scheduler's slot whose bucket has no usable real server (IPVS returns no dest). */
@@ -251,6 +257,41 @@ struct rvs_svc_state {
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_svc_state, 8);
 
+/* An IPv4 (in a[0], the rest zero) or IPv6 address, as a type of its own: how a BPF global function
+ * takes a pointer to 16 bytes. */
+struct rvs_addr {
+	__be32 a[4];
+};
+
+/* Key of rvs_lblc: a service and a destination address (IPVS's lblc/lblcr tables are per service and
+ * keyed by the packet's daddr: the VIP, or for a firewall-mark service every address it covers). */
+struct rvs_lblc_key {
+	__be32 addr[4];		/* the packet's destination address; IPv4 in addr[0], the rest zero */
+	__u32 svc_id;
+	__u8 family;		/* enum rvs_family */
+	__u8 _pad[3];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_lblc_key, 24);
+
+/* A real server named by an lblc/lblcr entry: its id and the generation the id had (a deleted real
+ * server's id may be reused; the entry must not then name the newcomer). */
+struct rvs_lblc_dest {
+	__u32 id;
+	__u32 dgen;
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_lblc_dest, 8);
+
+/* Value of rvs_lblc. lblc uses dest[0] only. lblcr's set is dest[0..n), the most recently added
+ * first, as IPVS's list_add_rcu puts it at the head (its scans take the first of equals). */
+struct rvs_lblc_val {
+	__u64 lastuse_ns;	/* last scheduling that looked it up (the daemon's expiry reads it) */
+	__u64 lastmod_ns;	/* lblcr: last change of the set */
+	__u32 n;		/* members in dest[] */
+	__u32 _pad;
+	struct rvs_lblc_dest dest[RVS_LBLCR_SET_MAX];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_lblc_val, 88);
+
 /* Key of rvs_conn: the client's side of a connection. */
 struct rvs_conn_key {
 	__be32 saddr[4];	/* client */
@@ -295,7 +336,8 @@ RVS_ABI_ASSERT_SIZE(struct rvs_stats, 40);
 /* The director's global switches (rvs_cfg[0]), written by the encoder like any configuration. */
 struct rvs_cfg {
 	__u32 flags;		/* RVS_CFG_F_* */
-	__u32 _pad;
+	__u32 lblcr_exp_s;	/* IPVS's lblcr_expiration: an lblcr set of more than one real server
+				 * unchanged this long loses its most loaded member */
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_cfg, 8);
 

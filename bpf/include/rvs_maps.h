@@ -81,6 +81,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rvs_svc_st SEC(".maps");
 
+/* lblc/lblcr: (service, destination address) -> the real server(s) it was sent to. Not preallocated:
+ * most directors run no lblc service, and IPVS's tables grow with use too. A full map schedules by
+ * wlc without remembering, as IPVS does when it cannot allocate an entry. The daemon expires entries
+ * as IPVS's timer does (rvsd conns.rs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RVS_LBLC_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct rvs_lblc_key);
+	__type(value, struct rvs_lblc_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rvs_lblc SEC(".maps");
+
 /* Connections, client side (and NAT reply entries, lib/conn.h). A plain preallocated hash, not an
  * LRU: an LRU evicts entries behind the program's back, and every evicted connection would stay
  * counted in rvs_dest_cnt for ever. A full table refuses new connections (RVS_DROP_CONN_FULL) until

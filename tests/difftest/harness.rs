@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use rvs_abi::{ConnKey, ConnVal, DestCnt, DropReason, MapOp, Stats, SvcState, Timeouts};
+use rvs_abi::{ConnKey, ConnVal, DestCnt, DropReason, LblcKey, LblcVal, MapOp, Stats, SvcState, Timeouts};
 use rvs_model::env::Fib;
 use rvs_model::expire::{rvs_expire_deleted, rvs_expire_frame};
 use rvs_model::{Env, Frame, Maps, XdpAction, rvs_xdp_expire, rvs_xdp_ingress};
@@ -69,6 +69,7 @@ pub(crate) fn pin_to_cpu() {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct State {
     conns: Vec<(ConnKey, ConnVal)>,
+    lblc: Vec<(LblcKey, LblcVal)>,
     svc_st: Vec<(u32, SvcState)>,
     svc_stats: Vec<(u32, Stats)>,
     dest_stats: Vec<(u32, Stats)>,
@@ -139,7 +140,8 @@ impl Pair {
                 | MapOp::VipSet { .. }
                 | MapOp::VipDel { .. }
                 | MapOp::MarkSet { .. }
-                | MapOp::MarkDel { .. } => {}
+                | MapOp::MarkDel { .. }
+                | MapOp::LblcFlush { .. } => {}
             }
         }
         self.model
@@ -164,8 +166,11 @@ impl Pair {
         let (svc, dest) = self.ids();
         let mut conns = self.model.rvs_conn.entries();
         conns.sort_by(conn_order);
+        let mut lblc = self.model.rvs_lblc.entries();
+        lblc.sort_by_key(|(k, _)| *k);
         State {
             conns,
+            lblc,
             svc_st: svc
                 .iter()
                 .map(|&i| (i, self.model.rvs_svc_st.lookup(i).unwrap_or_default()))
@@ -194,8 +199,11 @@ impl Pair {
         let (svc, dest) = self.ids();
         let mut conns = self.kernel.conns();
         conns.sort_by(conn_order);
+        let mut lblc = self.kernel.lblc();
+        lblc.sort_by_key(|(k, _)| *k);
         State {
             conns,
+            lblc,
             svc_st: svc.iter().map(|&i| (i, self.kernel.svc_st(i))).collect(),
             svc_stats: svc.iter().map(|&i| (i, self.kernel.svc_stats(CPU, i))).collect(),
             dest_stats: dest
@@ -318,6 +326,7 @@ fn state_diff(m: &State, k: &State) -> String {
         };
     }
     field!(conns);
+    field!(lblc);
     field!(svc_st);
     field!(svc_stats);
     field!(dest_stats);

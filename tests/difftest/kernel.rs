@@ -82,6 +82,11 @@ impl Kernel {
         ok("read rvs_conn", self.0.conn_entries())
     }
 
+    /// Every entry of rvs_lblc.
+    pub(crate) fn lblc(&self) -> Vec<(rvs_abi::LblcKey, rvs_abi::LblcVal)> {
+        ok("read rvs_lblc", self.0.lblc_entries())
+    }
+
     /// `rvs_svc_st[id]`.
     pub(crate) fn svc_st(&self, id: u32) -> SvcState {
         ok("read rvs_svc_st", self.0.svc_st(id))

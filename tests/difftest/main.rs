@@ -59,6 +59,11 @@ fn countsched() {
 }
 
 #[test]
+fn lblc() {
+    harness::run_cases(fixtures::lblc::cases());
+}
+
+#[test]
 fn expire() {
     harness::run_cases(fixtures::expire::cases());
 }

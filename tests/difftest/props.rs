@@ -110,7 +110,9 @@ fn arb_svcs() -> impl Strategy<Value = Vec<SvcSpec>> {
                     Just(Sched::Nq),
                     Just(Sched::Fo),
                     Just(Sched::Ovf),
-                    Just(Sched::Twos)
+                    Just(Sched::Twos),
+                    Just(Sched::Lblc),
+                    Just(Sched::Lblcr)
                 ],
                 any::<bool>(),
                 any::<bool>(),
@@ -166,7 +168,7 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
         ops.push(MapOp::CfgSet {
             val: Cfg {
                 flags: CFG_F_NAT,
-                _pad: 0,
+                lblcr_exp_s: 0,
             },
         });
     }
@@ -838,7 +840,7 @@ fn run_sequence(
             Step::Nat(on) => pair.apply(&[MapOp::CfgSet {
                 val: Cfg {
                     flags: if *on { CFG_F_NAT } else { 0 },
-                    _pad: 0,
+                    lblcr_exp_s: 0,
                 },
             }]),
             _ => {

@@ -239,7 +239,7 @@ fn nat_service_ops() -> Vec<MapOp> {
         MapOp::CfgSet {
             val: Cfg {
                 flags: CFG_F_NAT,
-                _pad: 0,
+                lblcr_exp_s: 0,
             },
         },
         MapOp::DestSet { id: 3, val },

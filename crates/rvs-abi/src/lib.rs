@@ -27,6 +27,11 @@ pub const MARK_RANGES: usize = 16;
 /// `RVS_SVC_PROTO_FWMARK`.
 pub const SVC_PROTO_FWMARK: u8 = 0;
 
+/// `rvs_lblc` entries over all lblc/lblcr services. Mirrors `RVS_LBLC_MAX`.
+pub const LBLC_MAX: u32 = 131_072;
+/// Real servers in one lblcr set. Mirrors `RVS_LBLCR_SET_MAX`.
+pub const LBLCR_SET_MAX: usize = 8;
+
 /// Map names, as in `bpf/include/rvs_maps.h` (at most 15 bytes: the kernel keeps 15).
 pub mod map {
     /// Virtual services: `SvcKey` -> `SvcVal`.
@@ -63,6 +68,8 @@ pub mod map {
     pub const VIP: &str = "rvs_vip";
     /// Firewall marks: LPM trie `MarkKey` -> `MarkVal`.
     pub const MARK: &str = "rvs_mark";
+    /// lblc/lblcr: hash `LblcKey` -> `LblcVal`.
+    pub const LBLC: &str = "rvs_lblc";
 }
 
 /// Network-order u16 that keeps u16's alignment (zerocopy's `U16` has align 1 and would move fields).
@@ -219,6 +226,10 @@ pub enum Sched {
     Ovf = 10,
     /// Weighted random choice of two.
     Twos = 11,
+    /// Locality-based least connections: `rvs_lblc` remembers a real server per destination address.
+    Lblc = 12,
+    /// Locality-based least connections with replication: a set of real servers per address.
+    Lblcr = 13,
 }
 
 impl Sched {
@@ -635,6 +646,62 @@ pub struct SvcState {
 }
 const _: () = assert!(core::mem::size_of::<SvcState>() == 8);
 
+/// Key of `rvs_lblc`. Mirrors `struct rvs_lblc_key`.
+#[repr(C)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    FromBytes,
+    IntoBytes,
+    Immutable,
+    KnownLayout,
+)]
+pub struct LblcKey {
+    /// The packet's destination address (IPv4 in `addr[0]`, the rest zero).
+    pub addr: Addr,
+    /// Service id.
+    pub svc_id: u32,
+    /// `Family` as u8.
+    pub family: u8,
+    /// Explicit padding, zero.
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<LblcKey>() == 24);
+
+/// A real server named by an lblc/lblcr entry. Mirrors `struct rvs_lblc_dest`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct LblcDest {
+    /// Dest id.
+    pub id: u32,
+    /// `DestVal::dgen` of the id when it was added.
+    pub dgen: u32,
+}
+
+/// Value of `rvs_lblc`. Mirrors `struct rvs_lblc_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct LblcVal {
+    /// Last scheduling that looked the entry up (ns).
+    pub lastuse_ns: u64,
+    /// lblcr: last change of the set (ns).
+    pub lastmod_ns: u64,
+    /// Members in `dest`.
+    pub n: u32,
+    /// Explicit padding, zero.
+    pub _pad: u32,
+    /// lblc: `dest[0]`; lblcr: the set, most recently added first.
+    pub dest: [LblcDest; LBLCR_SET_MAX],
+}
+const _: () = assert!(core::mem::size_of::<LblcVal>() == 88);
+
 /// Key of `rvs_conn`. Mirrors `struct rvs_conn_key`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -719,8 +786,9 @@ impl Stats {
 pub struct Cfg {
     /// `CFG_F_*`.
     pub flags: u32,
-    /// Explicit padding, zero.
-    pub _pad: u32,
+    /// IPVS's lblcr_expiration (s): an lblcr set of more than one real server unchanged this long
+    /// loses its most loaded member.
+    pub lblcr_exp_s: u32,
 }
 const _: () = assert!(core::mem::size_of::<Cfg>() == 8);
 
@@ -924,6 +992,12 @@ pub enum MapOp {
         /// Key.
         key: MarkKey,
     },
+    /// Remove every `rvs_lblc` entry of a service (IPVS frees an lblc/lblcr table with its service
+    /// or its scheduler; a new service id starts with none).
+    LblcFlush {
+        /// Service id.
+        svc_id: u32,
+    },
 }
 
 #[cfg(feature = "aya")]
@@ -963,4 +1037,8 @@ mod pod {
     unsafe impl aya::Pod for MarkAddr {}
     // SAFETY: see above.
     unsafe impl aya::Pod for MarkVal {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for LblcKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for LblcVal {}
 }

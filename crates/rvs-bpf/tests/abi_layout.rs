@@ -111,7 +111,7 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     });
     assert_layout!(t, "rvs_stats" => Stats { conns, inpkts, outpkts, inbytes, outbytes });
     assert_layout!(t, "rvs_test_env" => TestEnv { now_ns, prandom, cpu });
-    assert_layout!(t, "rvs_cfg" => Cfg { flags, _pad });
+    assert_layout!(t, "rvs_cfg" => Cfg { flags, lblcr_exp_s });
     assert_layout!(t, "rvs_test_fib_key" => TestFibKey { addr, family, _pad });
     assert_layout!(t, "rvs_test_fib" => TestFib { ret, ifindex, smac, dmac });
     assert_layout!(t, "rvs_vip_key" => VipKey { addr, family, _pad });
@@ -119,6 +119,9 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     assert_layout!(t, "rvs_mark_key" => MarkKey { prefixlen, data });
     assert_layout!(t, "rvs_mark_range" => MarkRange { lo, hi, mark });
     assert_layout!(t, "rvs_mark_val" => MarkVal { n, _pad, ranges });
+    assert_layout!(t, "rvs_lblc_key" => LblcKey { addr, svc_id, family, _pad });
+    assert_layout!(t, "rvs_lblc_dest" => LblcDest { id, dgen });
+    assert_layout!(t, "rvs_lblc_val" => LblcVal { lastuse_ns, lastmod_ns, n, _pad, dest });
 }
 
 /// `fib_ret` holds the kernel's `BPF_FIB_LKUP_RET_*`, which the C takes from <linux/bpf.h>: the same
@@ -200,6 +203,8 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
             ("RVS_SCHED_FO", Sched::Fo as i64),
             ("RVS_SCHED_OVF", Sched::Ovf as i64),
             ("RVS_SCHED_TWOS", Sched::Twos as i64),
+            ("RVS_SCHED_LBLC", Sched::Lblc as i64),
+            ("RVS_SCHED_LBLCR", Sched::Lblcr as i64),
         ],
     );
     let states = [
@@ -245,7 +250,7 @@ fn every_abi_enum_has_the_values_of_its_rust_mirror() {
 #[test]
 fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
     let obj = aya_obj::Object::parse(rvs_bpf::RVS_XDP_OBJ).expect("aya-obj parses rvs_xdp.o");
-    let expect: [(&str, u32, usize, usize, u32); 17] = [
+    let expect: [(&str, u32, usize, usize, u32); 18] = [
         // (name, BPF_MAP_TYPE_*, key size, value size, max_entries)
         (map::SVC, 1, size_of::<SvcKey>(), size_of::<SvcVal>(), MAX_SVC),
         (map::SVC_ADDR, 2, 4, size_of::<SvcKey>(), MAX_SVC),
@@ -284,6 +289,7 @@ fn every_map_has_the_key_value_and_size_rvs_abi_expects() {
             size_of::<MarkVal>(),
             MAX_MARK_PREFIXES,
         ),
+        (map::LBLC, 1, size_of::<LblcKey>(), size_of::<LblcVal>(), LBLC_MAX),
     ];
     for (name, ty, key, value, max) in expect {
         assert!(name.len() <= 15, "map name {name} longer than the kernel keeps");

@@ -8,14 +8,15 @@
 //!   `rvs_conn` refer to both); new ids are taken next-fit so that a freed id is reused as late as possible.
 //! - A scheduler table is never rewritten in place: the new one goes to a fresh region of `rvs_sched`
 //!   (`SchedSet`s), then one `SvcSet` switches `sched_base`/`sched_len`, then the old region is freed.
-//! - A new service gets `SvcStateSet{pos: 0}` and `SvcStatsClear` before its `SvcSet`; a new dest gets
-//!   `DestStatsClear` and `DestCntClear` before its `DestSet`, and all come before any table that names
+//! - A new service gets `SvcStateSet{pos: 0}`, `SvcStatsClear` and `LblcFlush` before its `SvcSet`;
+//!   a new dest gets `DestStatsClear` and `DestCntClear` before its `DestSet`, and all come before any table that names
 //!   it. A new dest also gets a new generation (`DestVal::dgen`): connections left over from the real
 //!   server that had its id before no longer count for it, nor reach it.
-//! - Count-driven schedulers (lc, wlc, sed, nq, fo, ovf, twos) get a table that lists the service's real
+//! - Count-driven schedulers (lc, wlc, sed, nq, fo, ovf, twos, lblc, lblcr) get a table that lists the service's real
 //!   servers in IPVS's list order; the data plane scans it and reads their counters.
 //! - A removed service goes with `SvcDel` first; its dests (and removed dests of a live service, after
-//!   the `SvcSet` that drops them from the table) are then freed with a zero `DestSet`.
+//!   the `SvcSet` that drops them from the table) are then freed with a zero `DestSet`. A removed
+//!   service, and one whose scheduler changes (after its `SvcSet`), gets `LblcFlush`.
 //! - `rvs_cfg`'s `CFG_F_NAT` (look up replies of NAT connections) is set by the first op of a sync that
 //!   adds the first NAT real server, before any table can name it, and cleared by the last op of the
 //!   sync that removes the last one, after every table stopped naming it.
@@ -91,6 +92,8 @@ pub struct Encoder {
     next_dgen: u32,
     /// IPVS's expire_quiescent_template, a daemon setting written with `rvs_cfg`.
     quiescent: bool,
+    /// IPVS's lblcr_expiration in seconds, a daemon setting written with `rvs_cfg`.
+    lblcr_exp_s: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -139,7 +142,15 @@ impl Encoder {
             slots: Regions::new(SCHED_SLOTS),
             next_dgen: 1,
             quiescent: false,
+            lblcr_exp_s: LBLC_EXPIRATION_DEFAULT_S,
         }
+    }
+
+    /// Sets IPVS's `lblcr_expiration` (24 hours by default, as in IPVS): an lblcr set of more than
+    /// one real server left unchanged that long loses its most loaded one. The next
+    /// [`sync`](Self::sync) writes it.
+    pub fn set_lblcr_expiration(&mut self, secs: u32) {
+        self.lblcr_exp_s = secs;
     }
 
     /// Sets IPVS's `expire_quiescent_template` (off by default, as in IPVS): with it, a persistence
@@ -223,6 +234,11 @@ impl Encoder {
         enc.cfg = cfg_of(
             enc.dests.values().any(|d| d.fwd == Fwd::Nat as u8),
             false,
+            if enc.svcs.values().any(|img| img.val.sched == Sched::Lblcr as u32) {
+                LBLC_EXPIRATION_DEFAULT_S
+            } else {
+                0
+            },
             enc.svcs
                 .keys()
                 .any(|k| k.port.get() == 0 && k.proto != rvs_abi::SVC_PROTO_FWMARK),
@@ -283,6 +299,13 @@ impl Encoder {
                 .iter()
                 .any(|e| e.dests.iter().any(|d| d.fwd == FwdMethod::Masq)),
             self.quiescent,
+            // Written only while an lblcr service needs it, so that other configurations keep the
+            // zero rvs_cfg they always had.
+            if table.services().iter().any(|e| e.service.scheduler == "lblcr") {
+                self.lblcr_exp_s
+            } else {
+                0
+            },
             table
                 .services()
                 .iter()
@@ -321,6 +344,7 @@ impl Encoder {
                 continue;
             };
             ops.push(MapOp::SvcDel { key });
+            ops.push(MapOp::LblcFlush { svc_id: img.val.id });
             let mut ids: Vec<u32> = img.dests.into_values().collect();
             ids.sort_unstable();
             for id in ids {
@@ -412,6 +436,8 @@ impl Encoder {
             "fo" => (Sched::Fo, weights.len() as u64),
             "ovf" => (Sched::Ovf, weights.len() as u64),
             "twos" => (Sched::Twos, weights.len() as u64),
+            "lblc" => (Sched::Lblc, weights.len() as u64),
+            "lblcr" => (Sched::Lblcr, weights.len() as u64),
             _ => return Err(ApplyError::SchedulerNotFound),
         };
         if len > u64::from(SCHED_SLOTS) {
@@ -429,6 +455,7 @@ impl Encoder {
                     val: SvcState { pos: 0 },
                 });
                 ops.push(MapOp::SvcStatsClear { id });
+                ops.push(MapOp::LblcFlush { svc_id: id });
                 let val = SvcVal {
                     id,
                     ..SvcVal::default()
@@ -490,9 +517,15 @@ impl Encoder {
         let new_table: Vec<u32> = match kind {
             // Every real server, weight 0 included, in list order: weights and counters change without
             // a table rewrite, and the data plane skips what is unavailable at the moment it schedules.
-            Sched::Lc | Sched::Wlc | Sched::Sed | Sched::Nq | Sched::Fo | Sched::Ovf | Sched::Twos => {
-                ids.clone()
-            }
+            Sched::Lc
+            | Sched::Wlc
+            | Sched::Sed
+            | Sched::Nq
+            | Sched::Fo
+            | Sched::Ovf
+            | Sched::Twos
+            | Sched::Lblc
+            | Sched::Lblcr => ids.clone(),
             Sched::Rr | Sched::Wrr => {
                 let picks = if kind == Sched::Rr {
                     sched::rr_table(&weights)
@@ -622,6 +655,11 @@ impl Encoder {
         }
         if old_val != Some(val) {
             ops.push(MapOp::SvcSet { key, val });
+        }
+        // A new scheduler starts without the old one's lblc/lblcr entries (IPVS's done_service frees
+        // the table), once the data plane runs the new one and can create no more of them.
+        if old_val.is_some_and(|o| o.sched != val.sched) {
+            ops.push(MapOp::LblcFlush { svc_id: val.id });
         }
         img.val = val;
         if let Some((base, _)) = old_region {
@@ -822,13 +860,16 @@ fn ip_addr(addr: &rvs_abi::Addr, family: u8) -> Option<IpAddr> {
     }
 }
 
-/// `rvs_cfg[0]` with or without `CFG_F_NAT`.
-fn cfg_of(nat: bool, quiescent: bool, port0: bool) -> Cfg {
+/// IPVS's default `lblc_expiration` and `lblcr_expiration`: 24 hours.
+pub const LBLC_EXPIRATION_DEFAULT_S: u32 = 24 * 60 * 60;
+
+/// `rvs_cfg[0]`: the switches and lblcr's expiration.
+fn cfg_of(nat: bool, quiescent: bool, lblcr_exp_s: u32, port0: bool) -> Cfg {
     Cfg {
         flags: if nat { CFG_F_NAT } else { 0 }
             | if quiescent { CFG_F_QUIESCENT } else { 0 }
             | if port0 { CFG_F_PORT0 } else { 0 },
-        _pad: 0,
+        lblcr_exp_s,
     }
 }
 

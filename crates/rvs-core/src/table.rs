@@ -8,7 +8,7 @@ use crate::domain::{ApplyError, Command, Dest, DestKey, FwdMethod, Mark, MarkMat
 /// Schedulers the data plane executes. Any other name is refused with
 /// [`ApplyError::SchedulerNotFound`], as the kernel refuses a scheduler module it cannot load.
 pub const SUPPORTED_SCHEDULERS: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh", "fo", "ovf", "twos",
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "sed", "nq", "sh", "dh", "mh", "fo", "ovf", "twos",
 ];
 
 /// One virtual service and its real servers.

@@ -395,6 +395,23 @@ impl Dataplane {
         Ok(deleted)
     }
 
+    /// Every entry of rvs_lblc (lblc/lblcr: destination address -> real servers).
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn lblc_entries(&self) -> Result<Vec<(rvs_abi::LblcKey, rvs_abi::LblcVal)>, DataplaneError> {
+        self.maps.lblc_entries()
+    }
+
+    /// Deletes `keys` from rvs_lblc (the daemon's expiry of lblc/lblcr entries); absent keys are
+    /// skipped.
+    ///
+    /// # Errors
+    /// A map delete failed otherwise.
+    pub fn lblc_delete(&mut self, keys: &[rvs_abi::LblcKey]) -> Result<(), DataplaneError> {
+        self.maps.lblc_delete(keys)
+    }
+
     /// Active, inactive and persistent connections of dest `id`, as the data plane counts them.
     ///
     /// # Errors

@@ -13,22 +13,23 @@ use aya::maps::{
     lpm_trie::{Key as LpmKey, LpmTrie},
 };
 use rvs_abi::{
-    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, MapOp, MarkAddr,
-    MarkKey, MarkVal, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey, Timeouts, VIP_PRESENT,
-    VipKey, map,
+    CONN_F_REPLY, Cfg, ConnKey, ConnVal, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd, LblcKey, LblcVal,
+    MapOp, MarkAddr, MarkKey, MarkVal, Stats, SvcKey, SvcState, SvcVal, TestEnv, TestFib, TestFibKey,
+    Timeouts, VIP_PRESENT, VipKey, map,
 };
 
 use crate::batch::{self, CHUNK};
 use crate::error::{DataplaneError, MapSpec};
 
 /// Every map of the object, in the order of rvs_maps.h.
-pub(crate) const MAP_NAMES: [&str; 17] = [
+pub(crate) const MAP_NAMES: [&str; 18] = [
     map::SVC,
     map::SVC_ADDR,
     map::VIP,
     map::DEST,
     map::SCHED,
     map::SVC_ST,
+    map::LBLC,
     map::CONN,
     map::DEST_CNT,
     map::TIMEOUTS,
@@ -58,6 +59,12 @@ pub(crate) fn expected_spec(name: &str, conn_max: u32) -> MapSpec {
         map::DEST => spec(MapType::Array, 4, size_of::<DestVal>(), MAX_DEST),
         map::SCHED => spec(MapType::Array, 4, 4, SCHED_SLOTS),
         map::SVC_ST => spec(MapType::Array, 4, size_of::<SvcState>(), MAX_SVC),
+        map::LBLC => spec(
+            MapType::Hash,
+            size_of::<LblcKey>(),
+            size_of::<LblcVal>(),
+            rvs_abi::LBLC_MAX,
+        ),
         map::CONN => spec(
             MapType::Hash,
             size_of::<ConnKey>(),
@@ -134,6 +141,7 @@ pub(crate) struct Maps {
     dest: Array<MapData, DestVal>,
     sched: Array<MapData, u32>,
     svc_st: Array<MapData, SvcState>,
+    lblc: HashMap<MapData, LblcKey, LblcVal>,
     conn: HashMap<MapData, ConnKey, ConnVal>,
     dest_cnt: Array<MapData, DestCnt>,
     timeouts: Array<MapData, Timeouts>,
@@ -197,6 +205,7 @@ impl Maps {
             dest: typed(map::DEST, get(map::DEST)?)?,
             sched: typed(map::SCHED, get(map::SCHED)?)?,
             svc_st: typed(map::SVC_ST, get(map::SVC_ST)?)?,
+            lblc: typed(map::LBLC, get(map::LBLC)?)?,
             conn,
             dest_cnt: typed(map::DEST_CNT, get(map::DEST_CNT)?)?,
             timeouts: typed(map::TIMEOUTS, get(map::TIMEOUTS)?)?,
@@ -285,7 +294,36 @@ impl Maps {
                 Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
                 r => r.map_err(|e| DataplaneError::map(map::MARK, format_args!("delete {key:?}"), e)),
             },
+            MapOp::LblcFlush { svc_id } => {
+                let keys: Vec<LblcKey> = self
+                    .lblc_entries()?
+                    .into_iter()
+                    .filter(|(k, _)| k.svc_id == svc_id)
+                    .map(|(k, _)| k)
+                    .collect();
+                self.lblc_delete(&keys)
+            }
         }
+    }
+
+    /// Every entry of rvs_lblc.
+    pub(crate) fn lblc_entries(&self) -> Result<Vec<(LblcKey, LblcVal)>, DataplaneError> {
+        self.lblc
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DataplaneError::map(map::LBLC, "iterate", e))
+    }
+
+    /// Deletes `keys` from rvs_lblc; a key already gone (the data plane or a flush got there first)
+    /// is not an error.
+    pub(crate) fn lblc_delete(&mut self, keys: &[LblcKey]) -> Result<(), DataplaneError> {
+        for key in keys {
+            match self.lblc.remove(key) {
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                r => r.map_err(|e| DataplaneError::map(map::LBLC, format_args!("delete {key:?}"), e))?,
+            }
+        }
+        Ok(())
     }
 
     /// The connection counters of dest `id`.

@@ -315,6 +315,14 @@ impl TestProgram {
         self.maps.timeouts()
     }
 
+    /// Every entry of rvs_lblc (lblc/lblcr).
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn lblc_entries(&self) -> Result<Vec<(rvs_abi::LblcKey, rvs_abi::LblcVal)>, DataplaneError> {
+        self.maps.lblc_entries()
+    }
+
     /// Overwrites the connection counters of dest `id` (to set up a fixture: the daemon only zeroes
     /// them, with `MapOp::DestCntClear`).
     ///

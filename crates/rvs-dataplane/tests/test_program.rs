@@ -217,7 +217,7 @@ fn nat_service(proto: u8) -> Vec<rvs_abi::MapOp> {
         rvs_abi::MapOp::CfgSet {
             val: rvs_abi::Cfg {
                 flags: rvs_abi::CFG_F_NAT,
-                _pad: 0,
+                lblcr_exp_s: 0,
             },
         },
     );

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use rvs_abi::{
-    Cfg, ConnKey, ConnVal, DROP_MAX, DestCnt, DestVal, MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MAX_TX_PORTS,
-    MapOp, MarkAddr, MarkKey, MarkVal, SCHED_SLOTS, Stats, SvcKey, SvcState, SvcVal, Timeouts, VIP_PRESENT,
-    VipKey, addr_bytes,
+    Cfg, ConnKey, ConnVal, DROP_MAX, DestCnt, DestVal, LBLC_MAX, LblcKey, LblcVal, MAX_DEST,
+    MAX_MARK_PREFIXES, MAX_SVC, MAX_TX_PORTS, MapOp, MarkAddr, MarkKey, MarkVal, SCHED_SLOTS, Stats, SvcKey,
+    SvcState, SvcVal, Timeouts, VIP_PRESENT, VipKey, addr_bytes,
 };
 
 /// `BPF_ANY`: create or replace.
@@ -354,6 +354,8 @@ pub struct Maps {
     pub rvs_sched: ArrayMap<u32>,
     /// Per-service scheduler cursor.
     pub rvs_svc_st: ArrayMap<SvcState>,
+    /// lblc/lblcr: (service, destination address) -> real server(s).
+    pub rvs_lblc: HashMapBpf<LblcKey, LblcVal>,
     /// Connections and NAT reply entries (a plain hash: a full table refuses new connections).
     pub rvs_conn: HashMapBpf<ConnKey, ConnVal>,
     /// Active, inactive and persistent connections and overload, per dest id.
@@ -386,6 +388,7 @@ impl Maps {
             rvs_dest: ArrayMap::new(MAX_DEST),
             rvs_sched: ArrayMap::new(SCHED_SLOTS),
             rvs_svc_st: ArrayMap::new(MAX_SVC),
+            rvs_lblc: HashMapBpf::new(LBLC_MAX),
             rvs_conn: HashMapBpf::new(conn_max),
             rvs_dest_cnt: ArrayMap::new(MAX_DEST),
             rvs_timeouts: ArrayMap::new(1),
@@ -444,6 +447,14 @@ impl Maps {
                 Err(MapError::NotFound) => Ok(()),
                 r => r,
             },
+            MapOp::LblcFlush { svc_id } => {
+                for (key, _) in self.rvs_lblc.entries() {
+                    if key.svc_id == svc_id {
+                        self.rvs_lblc.delete(&key)?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

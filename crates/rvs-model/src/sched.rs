@@ -3,13 +3,14 @@
 //! fo, ovf, twos). Mirrors bpf/lib/sched.h.
 
 use rvs_abi::{
-    Addr, DEST_F_VALID, DestVal, DropReason, Family, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcVal,
+    Addr, Be16, DEST_F_VALID, DestVal, DropReason, Family, LBLCR_SET_MAX, LblcDest, LblcKey, LblcVal,
+    SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcVal,
 };
 
 use crate::conn::rvs_conn_overloaded;
-use crate::env::{Env, rvs_prandom};
+use crate::env::{Env, rvs_now_ns, rvs_prandom};
+use crate::maps::BPF_ANY;
 use crate::maps::Maps;
-use crate::parse::Pkt;
 
 /// Mirrors `rvs_sched_hash_32` (bpf/lib/sched.h).
 pub fn rvs_sched_hash_32(val: u32, bits: u32) -> u32 {
@@ -61,31 +62,37 @@ pub fn rvs_sched_mh_hash(v: u32) -> u32 {
 }
 
 /// Mirrors `rvs_sched_mh_key` (bpf/lib/sched.h).
-pub fn rvs_sched_mh_key(svc: &SvcVal, pkt: &Pkt) -> u32 {
+pub fn rvs_sched_mh_key(svc: &SvcVal, sfold: u32, sport: Be16) -> u32 {
     let port = if svc.flags & SVC_F_SCHED_PORT != 0 {
-        u32::from(pkt.sport.get())
+        u32::from(sport.get())
     } else {
         0
     };
-    port.wrapping_add(rvs_sched_addr_fold(&pkt.saddr, pkt.family))
+    port.wrapping_add(sfold)
 }
 
 /// Mirrors `rvs_sched_index` (bpf/lib/sched.h). `len` is not 0.
-pub fn rvs_sched_index(maps: &mut Maps, svc: &SvcVal, pkt: &Pkt, len: u32) -> Result<u32, DropReason> {
+pub fn rvs_sched_index(
+    maps: &mut Maps,
+    svc: &SvcVal,
+    sfold: u32,
+    dfold: u32,
+    sport: Be16,
+    len: u32,
+) -> Result<u32, DropReason> {
     let port = if svc.flags & SVC_F_SCHED_PORT != 0 {
-        u32::from(pkt.sport.get())
+        u32::from(sport.get())
     } else {
         0
     };
-    let fold = |a: &Addr| rvs_sched_addr_fold(a, pkt.family);
     if svc.sched == Sched::Sh as u32 {
-        return Ok(rvs_sched_hash_32(port.wrapping_add(fold(&pkt.saddr)), 8) % len);
+        return Ok(rvs_sched_hash_32(port.wrapping_add(sfold), 8) % len);
     }
     if svc.sched == Sched::Dh as u32 {
-        return Ok(rvs_sched_hash_32(fold(&pkt.daddr), 8) % len);
+        return Ok(rvs_sched_hash_32(dfold, 8) % len);
     }
     if svc.sched == Sched::Mh as u32 {
-        return Ok(rvs_sched_mh_hash(rvs_sched_mh_key(svc, pkt)) % len);
+        return Ok(rvs_sched_mh_hash(rvs_sched_mh_key(svc, sfold, sport)) % len);
     }
     let Some(st) = maps.rvs_svc_st.lookup_mut(svc.id) else {
         return Err(DropReason::NoDest);
@@ -185,7 +192,8 @@ fn rvs_sched_scan_step(maps: &Maps, svc: &SvcVal, i: u64, s: &mut SchedScan) -> 
             let oh = (act << 8).wrapping_add(inact);
             (oh, !s.found || oh < s.loh)
         }
-        x if x == Sched::Wlc as u32 => {
+        // __ip_vs_lblc_schedule and __ip_vs_lblcr_schedule are wlc's loop.
+        x if x == Sched::Wlc as u32 || x == Sched::Lblc as u32 || x == Sched::Lblcr as u32 => {
             let oh = (act << 8).wrapping_add(inact);
             (oh, wlc_take(s, oh))
         }
@@ -282,6 +290,253 @@ pub fn rvs_sched_scan(maps: &Maps, env: &Env, svc: &SvcVal) -> Result<u32, DropR
     Ok(s.id)
 }
 
+/// Mirrors `rvs_lblc_member` (bpf/lib/sched.h).
+pub fn rvs_lblc_member(maps: &Maps, svc: &SvcVal, id: u32, dgen: u32) -> Option<DestVal> {
+    let d = maps.rvs_dest.lookup(id)?;
+    if d.flags & DEST_F_VALID == 0 || d.svc_id != svc.id || d.dgen != dgen {
+        return None;
+    }
+    Some(d)
+}
+
+/// State of the lblc/lblcr scans. Mirrors `struct rvs_lblc_scan`.
+#[derive(Clone, Copy, Debug, Default)]
+struct LblcScan {
+    found: bool,
+    idx: u32,
+    oh: u64,
+    w: u64,
+}
+
+/// Mirrors `rvs_lblc_spare_step` (bpf/lib/sched.h).
+fn rvs_lblc_spare_step(maps: &Maps, svc: &SvcVal, i: u64, s: &mut LblcScan) -> i64 {
+    let slot = svc.sched_base.wrapping_add(i as u32);
+    let Some(id) = maps.rvs_sched.lookup(slot) else {
+        return 0;
+    };
+    let Some(d) = maps.rvs_dest.lookup(id) else {
+        return 0;
+    };
+    if d.flags & DEST_F_VALID == 0 || d.svc_id != svc.id {
+        return 0;
+    }
+    if maps
+        .rvs_dest_cnt
+        .lookup(id)
+        .is_some_and(|cnt| u64::from(cnt.active) * 2 < u64::from(d.weight))
+    {
+        s.found = true;
+        return 1;
+    }
+    0
+}
+
+/// Mirrors `rvs_lblc_overloaded` (bpf/lib/sched.h).
+pub fn rvs_lblc_overloaded(maps: &Maps, svc: &SvcVal, id: u32, d: &DestVal) -> bool {
+    let Some(cnt) = maps.rvs_dest_cnt.lookup(id) else {
+        return false;
+    };
+    if cnt.active <= d.weight {
+        return false;
+    }
+    let mut s = LblcScan::default();
+    bpf_loop(svc.sched_len, |i| rvs_lblc_spare_step(maps, svc, i, &mut s));
+    s.found
+}
+
+/// Mirrors `rvs_lblcr_min_step` (bpf/lib/sched.h).
+fn rvs_lblcr_min_step(maps: &Maps, svc: &SvcVal, en: &LblcVal, i: u64, s: &mut LblcScan) -> i64 {
+    if i >= LBLCR_SET_MAX as u64 {
+        return 1;
+    }
+    let m = en.dest[i as usize];
+    let Some(d) = rvs_lblc_member(maps, svc, m.id, m.dgen) else {
+        return 0;
+    };
+    // rvs_sched_overloaded on the counters read once.
+    let Some(cnt) = maps.rvs_dest_cnt.lookup(m.id) else {
+        return 0;
+    };
+    if d.u_thresh != 0 && rvs_conn_overloaded(&d, &cnt) {
+        return 0;
+    }
+    let oh = (u64::from(cnt.active) << 8).wrapping_add(u64::from(cnt.inactive));
+    let w = u64::from(d.weight);
+    let take = if s.found {
+        s.oh.wrapping_mul(w) > oh.wrapping_mul(s.w)
+    } else {
+        w > 0
+    };
+    if take {
+        *s = LblcScan {
+            found: true,
+            idx: i as u32,
+            oh,
+            w,
+        };
+    }
+    0
+}
+
+/// Mirrors `rvs_lblcr_max_step` (bpf/lib/sched.h).
+fn rvs_lblcr_max_step(maps: &Maps, svc: &SvcVal, en: &LblcVal, i: u64, s: &mut LblcScan) -> i64 {
+    if i >= LBLCR_SET_MAX as u64 {
+        return 1;
+    }
+    let m = en.dest[i as usize];
+    let Some(d) = rvs_lblc_member(maps, svc, m.id, m.dgen) else {
+        s.found = true;
+        s.idx = i as u32;
+        return 1;
+    };
+    let Some(cnt) = maps.rvs_dest_cnt.lookup(m.id) else {
+        return 0;
+    };
+    if d.weight == 0 {
+        return 0;
+    }
+    let oh = (u64::from(cnt.active) << 8).wrapping_add(u64::from(cnt.inactive));
+    let w = u64::from(d.weight);
+    if !s.found || s.oh.wrapping_mul(w) < oh.wrapping_mul(s.w) {
+        *s = LblcScan {
+            found: true,
+            idx: i as u32,
+            oh,
+            w,
+        };
+    }
+    0
+}
+
+/// Mirrors `rvs_lblcr_erase` (bpf/lib/sched.h).
+fn rvs_lblcr_erase(en: &mut LblcVal, idx: u32, now: u64) {
+    for i in 0..LBLCR_SET_MAX - 1 {
+        if i as u32 >= idx && (i as u32) + 1 < en.n {
+            en.dest[i] = en.dest[i + 1];
+        }
+    }
+    if en.n > 0 {
+        en.n -= 1;
+    }
+    en.lastmod_ns = now;
+}
+
+/// Mirrors `rvs_lblcr_insert` (bpf/lib/sched.h).
+fn rvs_lblcr_insert(en: &mut LblcVal, id: u32, dgen: u32, now: u64) {
+    let mut n = en.n;
+    for i in 0..LBLCR_SET_MAX {
+        if (i as u32) < n && en.dest[i].id == id && en.dest[i].dgen == dgen {
+            return;
+        }
+    }
+    if n >= LBLCR_SET_MAX as u32 {
+        n = LBLCR_SET_MAX as u32 - 1;
+    }
+    for i in (1..LBLCR_SET_MAX).rev() {
+        if i as u32 <= n {
+            en.dest[i] = en.dest[i - 1];
+        }
+    }
+    en.dest[0] = LblcDest { id, dgen };
+    en.n = n + 1;
+    en.lastmod_ns = now;
+}
+
+/// Mirrors `rvs_lblc_key_fill` (bpf/lib/sched.h).
+pub fn rvs_lblc_key_fill(svc: &SvcVal, family: u8, daddr: &Addr) -> LblcKey {
+    LblcKey {
+        addr: *daddr,
+        svc_id: svc.id,
+        family,
+        _pad: [0; 3],
+    }
+}
+
+/// Mirrors `rvs_lblc_new` (bpf/lib/sched.h).
+fn rvs_lblc_new(maps: &mut Maps, key: &LblcKey, id: u32, dgen: u32, now: u64) {
+    // Created zero, then filled in place; a full map leaves the choice unremembered.
+    if maps.rvs_lblc.update(*key, LblcVal::default(), BPF_ANY).is_err() {
+        return;
+    }
+    if let Some(v) = maps.rvs_lblc.lookup_mut(key) {
+        v.lastuse_ns = now;
+        v.lastmod_ns = now;
+        v.dest[0] = LblcDest { id, dgen };
+        v.n = 1;
+    }
+}
+
+/// Mirrors `rvs_lblc_hit` (bpf/lib/sched.h): `Some(id)` of the remembered server for the entry
+/// `key`, or `None` to schedule by wlc. Writes the entry back (lastuse, lblcr's erase).
+fn rvs_lblc_hit(maps: &mut Maps, env: &Env, svc: &SvcVal, key: &LblcKey) -> Option<u32> {
+    let mut en = *maps.rvs_lblc.lookup(key)?;
+    en.lastuse_ns = rvs_now_ns(env);
+    let mut chosen: Option<(u32, DestVal)> = None;
+    if svc.sched == Sched::Lblc as u32 {
+        let m = en.dest[0];
+        chosen = rvs_lblc_member(maps, svc, m.id, m.dgen)
+            .filter(|d| d.weight != 0)
+            .map(|d| (m.id, d));
+    } else {
+        let mut s = LblcScan::default();
+        bpf_loop(en.n, |i| rvs_lblcr_min_step(maps, svc, &en, i, &mut s));
+        if s.found && (s.idx as usize) < LBLCR_SET_MAX {
+            let mid = en.dest[s.idx as usize].id;
+            chosen = maps.rvs_dest.lookup(mid).map(|d| (mid, d));
+        }
+        // time_after(jiffies, lastmod + expiration): strictly after.
+        if let Some(cfg) = maps.rvs_cfg.lookup(0)
+            && en.n > 1
+            && en.lastuse_ns
+                > en.lastmod_ns
+                    .wrapping_add(u64::from(cfg.lblcr_exp_s) * 1_000_000_000)
+        {
+            let mut s = LblcScan::default();
+            bpf_loop(en.n, |i| rvs_lblcr_max_step(maps, svc, &en, i, &mut s));
+            if s.found {
+                let now = en.lastuse_ns;
+                rvs_lblcr_erase(&mut en, s.idx, now);
+            }
+        }
+    }
+    *maps.rvs_lblc.lookup_mut(key).expect("looked up above") = en;
+    let (id, d) = chosen?;
+    (!rvs_lblc_overloaded(maps, svc, id, &d)).then_some(id)
+}
+
+/// Mirrors `rvs_lblc_remember` (bpf/lib/sched.h).
+fn rvs_lblc_remember(maps: &mut Maps, env: &Env, svc: &SvcVal, key: &LblcKey, id: u32) {
+    let Some(d) = maps.rvs_dest.lookup(id) else {
+        return;
+    };
+    match maps.rvs_lblc.lookup_mut(key) {
+        None => rvs_lblc_new(maps, key, id, d.dgen, rvs_now_ns(env)),
+        Some(en) if svc.sched == Sched::Lblcr as u32 => rvs_lblcr_insert(en, id, d.dgen, rvs_now_ns(env)),
+        Some(en) => {
+            // ip_vs_lblc_new over an entry naming another server replaces it (lastuse is now).
+            en.dest[0] = LblcDest { id, dgen: d.dgen };
+            en.n = 1;
+        }
+    }
+}
+
+/// Mirrors `rvs_sched_lblc` (bpf/lib/sched.h).
+pub fn rvs_sched_lblc(
+    maps: &mut Maps,
+    env: &Env,
+    svc: &SvcVal,
+    family: u8,
+    daddr: &Addr,
+) -> Result<u32, DropReason> {
+    let key = rvs_lblc_key_fill(svc, family, daddr);
+    if let Some(id) = rvs_lblc_hit(maps, env, svc, &key) {
+        return Ok(id);
+    }
+    let id = rvs_sched_scan(maps, env, svc)?;
+    rvs_lblc_remember(maps, env, svc, &key, id);
+    Ok(id)
+}
+
 /// State of one `ip_vs_mh_get_fallback` probe sequence. Mirrors `struct rvs_mh_probe`.
 struct MhProbe<'a> {
     svc: &'a SvcVal,
@@ -342,24 +597,17 @@ fn rvs_sched_rr_probe(maps: &mut Maps, _k: u64, p: &mut RrProbe<'_>) -> i64 {
 }
 
 /// Mirrors `rvs_sched_choose` (bpf/lib/sched.h): the real server's id for a new connection whose
-/// folded source and destination addresses are `sfold` and `dfold` (host order), from source port
-/// `sport`; the C schedules a packet made of just those (IPv4, the folds as addresses).
+/// folded source address is `sfold` (host order), from source port `sport`, to `daddr` of `family`.
 pub fn rvs_sched_choose(
     maps: &mut Maps,
     env: &Env,
     svc: &SvcVal,
     sfold: u32,
-    dfold: u32,
-    sport: rvs_abi::Be16,
+    sport: Be16,
+    family: u8,
+    daddr: &Addr,
 ) -> Result<u32, DropReason> {
-    let mut p = Pkt {
-        sport,
-        family: Family::Inet as u8,
-        ..Pkt::default()
-    };
-    p.saddr[0] = rvs_abi::Be32::new(sfold);
-    p.daddr[0] = rvs_abi::Be32::new(dfold);
-    rvs_sched_pick(maps, env, svc, &p).map(|(id, _)| id)
+    rvs_sched_pick(maps, env, svc, sfold, sport, family, daddr).map(|(id, _)| id)
 }
 
 /// Mirrors `rvs_sched_pick` (bpf/lib/sched.h). `Ok((dest_id, dest))` or the drop reason.
@@ -367,18 +615,27 @@ pub fn rvs_sched_pick(
     maps: &mut Maps,
     env: &Env,
     svc: &SvcVal,
-    pkt: &Pkt,
+    sfold: u32,
+    sport: Be16,
+    family: u8,
+    daddr: &Addr,
 ) -> Result<(u32, DestVal), DropReason> {
     let len = svc.sched_len;
     if len == 0 {
         return Err(DropReason::NoDest);
+    }
+    if svc.sched == Sched::Lblc as u32 || svc.sched == Sched::Lblcr as u32 {
+        let id = rvs_sched_lblc(maps, env, svc, family, daddr)?;
+        // The remembered server need not pass rvs_sched_dest: IPVS uses it over its -x.
+        let d = maps.rvs_dest.lookup(id).ok_or(DropReason::NoDest)?;
+        return Ok((id, d));
     }
     if svc.sched >= Sched::Lc as u32 {
         let id = rvs_sched_scan(maps, env, svc)?;
         let d = rvs_sched_dest(maps, svc, id).ok_or(DropReason::NoDest)?;
         return Ok((id, d));
     }
-    let index = rvs_sched_index(maps, svc, pkt, len)?;
+    let index = rvs_sched_index(maps, svc, sfold, rvs_sched_addr_fold(daddr, family), sport, len)?;
     let slot = svc.sched_base.wrapping_add(index);
     let Some(id) = maps.rvs_sched.lookup(slot) else {
         return Err(DropReason::NoDest);
@@ -389,7 +646,7 @@ pub fn rvs_sched_pick(
     if svc.sched == Sched::Mh as u32 && svc.flags & SVC_F_SCHED_FALLBACK != 0 {
         let mut p = MhProbe {
             svc,
-            v: rvs_sched_mh_key(svc, pkt),
+            v: rvs_sched_mh_key(svc, sfold, sport),
             ihash: index,
             len,
             found: None,
@@ -451,9 +708,17 @@ mod tests {
         };
         let picks: Vec<u32> = (0..5)
             .map(|_| {
-                rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default())
-                    .unwrap()
-                    .0
+                rvs_sched_pick(
+                    &mut m,
+                    &Env::default(),
+                    &svc,
+                    0,
+                    Be16::default(),
+                    Family::Inet as u8,
+                    &Addr::default(),
+                )
+                .unwrap()
+                .0
             })
             .collect();
         assert_eq!(picks, [8, 9, 7, 8, 9]);
@@ -499,7 +764,16 @@ mod tests {
             prandom,
             ..Env::default()
         };
-        rvs_sched_pick(&mut m, &env, &svc, &Pkt::default()).map(|(id, _)| id)
+        rvs_sched_pick(
+            &mut m,
+            &env,
+            &svc,
+            0,
+            Be16::default(),
+            Family::Inet as u8,
+            &Addr::default(),
+        )
+        .map(|(id, _)| id)
     }
 
     #[test]
@@ -527,7 +801,15 @@ mod tests {
         m.rvs_dest.lookup_mut(7).unwrap().u_thresh = 1;
         assert!(rvs_sched_dest(&m, &svc, 7).is_none());
         // rr: slot 0 (7) overloaded, the probe moves on to 8; the cursor passed both.
-        let got = rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default());
+        let got = rvs_sched_pick(
+            &mut m,
+            &Env::default(),
+            &svc,
+            0,
+            Be16::default(),
+            Family::Inet as u8,
+            &Addr::default(),
+        );
         assert_eq!(got.map(|(id, _)| id), Ok(8));
         assert_eq!(m.rvs_svc_st.lookup(1).unwrap().pos, 2);
     }
@@ -556,13 +838,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default()),
+            rvs_sched_pick(
+                &mut m,
+                &Env::default(),
+                &svc,
+                0,
+                Be16::default(),
+                Family::Inet as u8,
+                &Addr::default()
+            ),
             Err(DropReason::NoDest)
         );
         m.apply(&[MapOp::DestSet { id: 0, val: dest(2) }]).unwrap();
         let svc = SvcVal { sched_len: 1, ..svc };
         assert_eq!(
-            rvs_sched_pick(&mut m, &Env::default(), &svc, &Pkt::default()),
+            rvs_sched_pick(
+                &mut m,
+                &Env::default(),
+                &svc,
+                0,
+                Be16::default(),
+                Family::Inet as u8,
+                &Addr::default()
+            ),
             Err(DropReason::NoDest)
         );
         assert_eq!(m.rvs_svc_st.lookup(1).unwrap().pos, 1, "the cursor moved anyway");

@@ -132,8 +132,9 @@ pub fn rvs_xdp_conn(
                 env,
                 svc,
                 rvs_sched_addr_fold(&pkt.saddr, pkt.family),
-                rvs_sched_addr_fold(&pkt.daddr, pkt.family),
                 pkt.sport,
+                pkt.family,
+                &pkt.daddr,
             )
             .and_then(|id| {
                 maps.rvs_dest

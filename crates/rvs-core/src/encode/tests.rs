@@ -25,6 +25,8 @@ struct Maps {
     svc_stats_cleared: HashSet<u32>,
     dest_stats_cleared: HashSet<u32>,
     dest_cnt_cleared: HashSet<u32>,
+    /// Service ids whose lblc entries were flushed since their last `SvcSet` as a new service.
+    lblc_flushed: HashSet<u32>,
     cfg: Cfg,
     vip: HashSet<VipKey>,
     mark: HashMap<rvs_abi::MarkKey, rvs_abi::MarkVal>,
@@ -59,6 +61,7 @@ impl Maps {
                             self.svc_stats_cleared.remove(&val.id),
                             "no stats clear before {op:?}"
                         );
+                        assert!(self.lblc_flushed.remove(&val.id), "no lblc flush before {op:?}");
                     }
                 }
                 for (k, b, l) in self.regions() {
@@ -144,13 +147,16 @@ impl Maps {
                 self.dest_stats_cleared.insert(id);
             }
             MapOp::CfgSet { val } => {
-                assert_eq!(val._pad, 0);
                 self.cfg = val;
             }
             MapOp::DestCntClear { id } => {
                 self.dest_cnt_cleared.insert(id);
             }
             MapOp::TimeoutsSet { .. } => panic!("the encoder never writes timeouts: {op:?}"),
+            MapOp::LblcFlush { svc_id } => {
+                assert!(svc_id < MAX_SVC, "{op:?}");
+                self.lblc_flushed.insert(svc_id);
+            }
             MapOp::MarkSet { key, val } => {
                 assert!(val.n as usize <= rvs_abi::MARK_RANGES, "{op:?}");
                 self.mark.insert(key, val);
@@ -388,6 +394,7 @@ fn nat_wrr_setup_gives_exactly_these_ops() {
             val: SvcState { pos: 0 },
         },
         MapOp::SvcStatsClear { id: 0 },
+        MapOp::LblcFlush { svc_id: 0 },
         MapOp::DestStatsClear { id: 0 },
         MapOp::DestCntClear { id: 0 },
         MapOp::DestSet {
@@ -477,6 +484,7 @@ fn deleting_a_service_deletes_it_first_then_frees_its_dests() {
         ops,
         [
             MapOp::SvcDel { key: svc_key(&k) },
+            MapOp::LblcFlush { svc_id: 0 },
             MapOp::DestSet {
                 id: 0,
                 val: DestVal::default()
@@ -655,10 +663,10 @@ fn capacity_errors_are_no_memory_and_change_nothing() {
     let mut enc = Encoder::new();
     assert_eq!(enc.sync(&many, &no_neigh), Err(ApplyError::NoMemory));
     many.apply(&Command::DelService(skey(0))).unwrap();
-    // Three ops per service, and one VipSet for their one address.
+    // Four ops per service, and one VipSet for their one address.
     assert_eq!(
         enc.sync(&many, &no_neigh).map(|ops| ops.len()),
-        Ok(MAX_SVC as usize * 3 + 1)
+        Ok(MAX_SVC as usize * 4 + 1)
     );
 }
 
@@ -1061,4 +1069,59 @@ fn dh_buckets_are_round_robin_over_the_list() {
     assert_eq!((val.sched, val.flags), (rvs_abi::Sched::Dh as u32, 0));
     assert_eq!(written.len(), 256);
     assert!(written.chunks(2).all(|p| p == [1, 0]));
+}
+
+#[test]
+fn lblc_tables_go_with_their_service_or_scheduler_and_lblcr_gets_its_expiration() {
+    let k = skey(80);
+    let mut t = table(&[
+        Command::AddService(svc(k, "lblcr")),
+        Command::AddDest(k, dest("198.18.0.11", 1)),
+    ]);
+    let mut enc = Encoder::new();
+    enc.set_lblcr_expiration(600);
+    let ops = enc.sync(&t, &no_neigh).unwrap();
+    // The expiration is in rvs_cfg before the service can be scheduled.
+    let cfg_at = ops
+        .iter()
+        .position(|op| matches!(op, MapOp::CfgSet { val } if val.lblcr_exp_s == 600))
+        .expect("rvs_cfg carries lblcr_expiration");
+    let svc_at = ops
+        .iter()
+        .position(|op| matches!(op, MapOp::SvcSet { .. }))
+        .expect("SvcSet");
+    assert!(cfg_at < svc_at, "{ops:?}");
+    let flush_at = ops
+        .iter()
+        .position(|op| *op == MapOp::LblcFlush { svc_id: 0 })
+        .expect("a new service starts with no lblc entries");
+    assert!(flush_at < svc_at, "{ops:?}");
+
+    // Another scheduler: the old entries go after the service runs the new one.
+    t.apply(&Command::EditService(svc(k, "wlc"))).unwrap();
+    let ops = enc.sync(&t, &no_neigh).unwrap();
+    let svc_at = ops.iter().position(|op| matches!(op, MapOp::SvcSet { .. }));
+    let flush_at = ops.iter().position(|op| *op == MapOp::LblcFlush { svc_id: 0 });
+    assert!(svc_at.is_some() && flush_at > svc_at, "{ops:?}");
+    // No lblcr service is left: rvs_cfg is back to zero.
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, MapOp::CfgSet { val } if val.lblcr_exp_s == 0)),
+        "{ops:?}"
+    );
+    // An edit that keeps the scheduler keeps the entries.
+    t.apply(&Command::EditDest(k, dest("198.18.0.11", 3))).unwrap();
+    assert!(
+        !enc.sync(&t, &no_neigh)
+            .unwrap()
+            .iter()
+            .any(|op| matches!(op, MapOp::LblcFlush { .. }))
+    );
+    // Deleting the service drops them too.
+    t.apply(&Command::DelService(k)).unwrap();
+    assert!(
+        enc.sync(&t, &no_neigh)
+            .unwrap()
+            .contains(&MapOp::LblcFlush { svc_id: 0 })
+    );
 }
