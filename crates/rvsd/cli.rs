@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// The largest lblc/lblcr expiration: IPVS's sysctls hold jiffies in an int (INT_MAX / 1000 s at
+/// HZ=1000).
+pub(crate) const MAX_EXPIRATION_S: i64 = 2_147_483;
+
 /// rvsd: the rvs daemon. Loads the XDP director on the given interfaces, restores the rules saved in the
 /// state directory and serves rvsadm on a Unix socket. Runs in the foreground; SIGTERM stops the daemon
 /// and leaves forwarding running.
@@ -40,6 +44,16 @@ pub(crate) struct Args {
     /// quiesced (weight 0) is dropped at its next connection, which is scheduled afresh.
     #[arg(long)]
     pub(crate) expire_quiescent_template: bool,
+
+    /// IPVS's lblc_expiration: an lblc service forgets a destination address's real server after
+    /// this many seconds without a connection to it, 1 to 2147483 [default: 86400].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRATION_S))]
+    pub(crate) lblc_expiration: Option<u32>,
+
+    /// IPVS's lblcr_expiration: as --lblc-expiration for lblcr services, and the time after which an
+    /// unchanged set of more than one real server loses its most loaded one [default: 86400].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRATION_S))]
+    pub(crate) lblcr_expiration: Option<u32>,
 
     /// Detach the director from every interface, remove the pinned program and maps and the socket, exit.
     #[arg(long)]

@@ -25,6 +25,8 @@ pub(crate) struct FileConfig {
     pub(crate) pin_dir: Option<PathBuf>,
     pub(crate) conn_max: Option<u32>,
     pub(crate) expire_quiescent_template: Option<bool>,
+    pub(crate) lblc_expiration: Option<u32>,
+    pub(crate) lblcr_expiration: Option<u32>,
 }
 
 /// The settings in force.
@@ -38,6 +40,11 @@ pub(crate) struct Config {
     /// IPVS's `expire_quiescent_template` sysctl: a persistence template whose real server has weight
     /// 0 is not used (off by default, as in IPVS).
     pub(crate) expire_quiescent_template: bool,
+    /// IPVS's `lblc_expiration` (s): an idle lblc entry is forgotten after it.
+    pub(crate) lblc_expiration: u32,
+    /// IPVS's `lblcr_expiration` (s): the same for lblcr, and how long a set of several real servers
+    /// stays unchanged before it loses its most loaded one.
+    pub(crate) lblcr_expiration: u32,
 }
 
 /// Reads the file named by `--config` (which must exist) or, failing that, `default_path` if it
@@ -101,7 +108,23 @@ pub(crate) fn merge(args: &Args, file: FileConfig) -> anyhow::Result<Config> {
         conn_max,
         expire_quiescent_template: args.expire_quiescent_template
             || file.expire_quiescent_template.unwrap_or(false),
+        lblc_expiration: expiration("lblc_expiration", args.lblc_expiration.or(file.lblc_expiration))?,
+        lblcr_expiration: expiration(
+            "lblcr_expiration",
+            args.lblcr_expiration.or(file.lblcr_expiration),
+        )?,
     })
+}
+
+/// An lblc/lblcr expiration as given (1 s up to what IPVS's sysctl holds), or IPVS's default.
+fn expiration(name: &str, secs: Option<u32>) -> anyhow::Result<u32> {
+    let secs = secs.unwrap_or(rvs_core::encode::LBLC_EXPIRATION_DEFAULT_S);
+    let max = crate::cli::MAX_EXPIRATION_S;
+    anyhow::ensure!(
+        (1..=max).contains(&i64::from(secs)),
+        "{name} = {secs}: give 1 to {max} seconds"
+    );
+    Ok(secs)
 }
 
 #[cfg(test)]
@@ -127,6 +150,8 @@ state_dir = "/var/lib/x"
 pin_dir = "/sys/fs/bpf/x"
 conn_max = 4096
 expire_quiescent_template = true
+lblc_expiration = 600
+lblcr_expiration = 1200
 "#;
 
     #[test]
@@ -141,6 +166,8 @@ expire_quiescent_template = true
                 pin_dir: "/sys/fs/bpf/rvs".into(),
                 conn_max: 1_048_576,
                 expire_quiescent_template: false,
+                lblc_expiration: 86400,
+                lblcr_expiration: 86400,
             }
         );
     }
@@ -154,6 +181,16 @@ expire_quiescent_template = true
         assert_eq!(c.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
         assert_eq!(c.conn_max, 4096);
         assert!(c.expire_quiescent_template);
+        assert_eq!((c.lblc_expiration, c.lblcr_expiration), (600, 1200));
+    }
+
+    #[test]
+    fn lblc_expirations_are_checked_and_the_flags_win() {
+        let c = merge(&args(&["--lblcr-expiration", "30"]), parse(FULL).unwrap()).unwrap();
+        assert_eq!((c.lblc_expiration, c.lblcr_expiration), (600, 30));
+        let e = merge(&args(&[]), parse("lblc_expiration = 0").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("lblc_expiration = 0"), "{e}");
+        assert!(Args::try_parse_from(["rvsd", "--lblc-expiration", "0"]).is_err());
     }
 
     #[test]

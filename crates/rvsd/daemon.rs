@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use rvs_abi::{
-    Addr, CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, DestVal, Family, MapOp,
-    Stats, SvcKey, SvcVal,
+    Addr, CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, DestVal, Family, LblcKey,
+    LblcVal, MapOp, Stats, SvcKey, SvcVal,
 };
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::MAX_TIMEOUT;
@@ -35,6 +35,7 @@ use crate::backend::{
 use crate::config::Config;
 use crate::conns;
 use crate::estimator::{self, Estimator};
+use crate::lblc;
 use crate::neigh::{self, NeighMap, Resolver};
 use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
 
@@ -62,6 +63,10 @@ pub(crate) trait Plane {
     fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt>;
     /// The timeouts the data plane applies.
     fn set_timeouts(&mut self, t: &rvs_abi::Timeouts) -> anyhow::Result<()>;
+    /// Every entry of the lblc/lblcr tables (rvs_lblc).
+    fn lblc_entries(&self) -> anyhow::Result<Vec<(LblcKey, LblcVal)>>;
+    /// Deletes entries of rvs_lblc (absent ones are skipped).
+    fn lblc_delete(&mut self, keys: &[LblcKey]) -> anyhow::Result<()>;
 }
 
 impl Plane for Dataplane {
@@ -91,6 +96,12 @@ impl Plane for Dataplane {
     }
     fn set_timeouts(&mut self, t: &rvs_abi::Timeouts) -> anyhow::Result<()> {
         Ok(Dataplane::set_timeouts(self, t)?)
+    }
+    fn lblc_entries(&self) -> anyhow::Result<Vec<(LblcKey, LblcVal)>> {
+        Ok(Dataplane::lblc_entries(self)?)
+    }
+    fn lblc_delete(&mut self, keys: &[LblcKey]) -> anyhow::Result<()> {
+        Ok(Dataplane::lblc_delete(self, keys)?)
     }
 }
 
@@ -193,6 +204,10 @@ pub(crate) struct Daemon<P> {
     baselines: HashMap<StatsKey, Baseline>,
     /// Rate estimators with the stats id they sample.
     est: HashMap<StatsKey, (u32, Estimator)>,
+    /// The lblc/lblcr tables' expiry, and IPVS's lblc_expiration and lblcr_expiration (s).
+    lblc_gc: lblc::Gc,
+    lblc_expiration: u32,
+    lblcr_expiration: u32,
 }
 
 impl<P: Plane> Daemon<P> {
@@ -227,6 +242,9 @@ impl<P: Plane> Daemon<P> {
             runtime_file,
             baselines,
             est: HashMap::new(),
+            lblc_gc: lblc::Gc::default(),
+            lblc_expiration: rvs_core::encode::LBLC_EXPIRATION_DEFAULT_S,
+            lblcr_expiration: rvs_core::encode::LBLC_EXPIRATION_DEFAULT_S,
         };
         d.plane
             .set_timeouts(&conns::plane_timeouts(&d.runtime.timeouts))
@@ -628,6 +646,38 @@ impl<P: Plane> Daemon<P> {
         }
         self.plane.expire_conns(&keys).context("connection expiry")
     }
+
+    /// Sets IPVS's lblc_expiration and lblcr_expiration (s) for [`Self::lblc_expire`].
+    pub(crate) fn set_lblc_expirations(&mut self, lblc: u32, lblcr: u32) {
+        self.lblc_expiration = lblc;
+        self.lblcr_expiration = lblcr;
+    }
+
+    /// One run of the lblc/lblcr tables' expiry (every [`lblc::PERIOD`]); how many entries it
+    /// deleted.
+    pub(crate) fn lblc_expire(&mut self, now_ns: u64) -> anyhow::Result<usize> {
+        let entries = self.plane.lblc_entries().context("cannot read the lblc tables")?;
+        let svcs: Vec<SvcVal> = self
+            .plane
+            .services()
+            .context("cannot read the services")?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let due = self.lblc_gc.run(
+            &entries,
+            &svcs,
+            now_ns,
+            self.lblc_expiration,
+            self.lblcr_expiration,
+        );
+        if !due.is_empty() {
+            self.plane
+                .lblc_delete(&due)
+                .context("cannot delete lblc entries")?;
+        }
+        Ok(due.len())
+    }
 }
 
 /// The live connection entries as `-Lc` lists them, in table order. Entries whose real server is no
@@ -723,6 +773,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         (Encoder::new(), NeighMap::new())
     };
     encoder.set_expire_quiescent_template(cfg.expire_quiescent_template);
+    encoder.set_lblcr_expiration(cfg.lblcr_expiration);
     info!(interfaces = ?cfg.interfaces, "attached");
 
     let mut resolver = Resolver::new(seed)?;
@@ -740,6 +791,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         conn_tab_size,
         runtime,
     )?;
+    daemon.set_lblc_expirations(cfg.lblc_expiration, cfg.lblcr_expiration);
 
     let (calls_tx, mut calls_rx) = mpsc::channel::<Call>(64);
     let (targets_tx, targets_rx) = watch::channel(initial_targets);
@@ -757,6 +809,8 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut est =
         tokio::time::interval_at(tokio::time::Instant::now() + estimator::PERIOD, estimator::PERIOD);
     est.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lblc_tick = tokio::time::interval_at(tokio::time::Instant::now() + lblc::PERIOD, lblc::PERIOD);
+    lblc_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!(socket = %cfg.socket.display(), "serving");
 
     loop {
@@ -777,6 +831,11 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
                 Ok(0) => {}
                 Ok(n) => debug!(expired = n, "swept the connection table"),
                 Err(e) => warn!("connection sweep: {e:#}"),
+            },
+            _ = lblc_tick.tick() => match daemon.lblc_expire(now_ns()) {
+                Ok(0) => {}
+                Ok(n) => debug!(expired = n, "expired lblc/lblcr entries"),
+                Err(e) => warn!("lblc expiry: {e:#}"),
             },
             _ = sigterm.recv() => { info!("SIGTERM"); break; }
             _ = sigint.recv() => { info!("SIGINT"); break; }
@@ -815,6 +874,7 @@ mod tests {
         /// Connection counters by dest id (zero when absent).
         cnt: HashMap<u32, DestCnt>,
         timeouts: rvs_abi::Timeouts,
+        lblc: Vec<(LblcKey, LblcVal)>,
     }
 
     impl FakePlane {
@@ -908,6 +968,13 @@ mod tests {
             self.timeouts = *t;
             Ok(())
         }
+        fn lblc_entries(&self) -> anyhow::Result<Vec<(LblcKey, LblcVal)>> {
+            Ok(self.lblc.clone())
+        }
+        fn lblc_delete(&mut self, keys: &[LblcKey]) -> anyhow::Result<()> {
+            self.lblc.retain(|(k, _)| !keys.contains(k));
+            Ok(())
+        }
     }
 
     const VIP: &str = "198.18.0.100:80";
@@ -975,6 +1042,46 @@ mod tests {
             d.targets(),
             BTreeSet::from([IpAddr::from([198, 18, 0, 11]), IpAddr::from([198, 18, 0, 12])])
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lblc_entries_expire_with_the_daemons_settings() {
+        let dir = state_dir("lblc");
+        let mut d = fresh(&dir);
+        assert_eq!(
+            d.apply(&cmds(
+                "-A -t 198.18.0.100:80 -s lblc\n-a -t 198.18.0.100:80 -r 198.18.0.11:80\n"
+            )),
+            Response::Ok
+        );
+        d.set_lblc_expirations(600, 86400);
+        let id = d.plane.svcs.values().next().unwrap().id;
+        let now = 1_000_000 * 1_000_000_000u64;
+        let entry = |svc_id: u32, idle_s: u64| {
+            (
+                LblcKey {
+                    svc_id,
+                    ..LblcKey::default()
+                },
+                LblcVal {
+                    lastuse_ns: now - idle_s * 1_000_000_000,
+                    ..LblcVal::default()
+                },
+            )
+        };
+        // Idle 700 s (past lblc_expiration), and one of a service that no longer exists.
+        d.plane.lblc = vec![entry(id, 700), entry(id + 1, 0)];
+        assert_eq!(d.lblc_expire(now).unwrap(), 1, "the orphan goes at the first run");
+        for _ in 1..29 {
+            assert_eq!(d.lblc_expire(now).unwrap(), 0);
+        }
+        assert_eq!(
+            d.lblc_expire(now).unwrap(),
+            1,
+            "the 30th run is IPVS's full check"
+        );
+        assert!(d.plane.lblc.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

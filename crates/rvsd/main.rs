@@ -8,6 +8,7 @@ mod config;
 mod conns;
 mod daemon;
 mod estimator;
+mod lblc;
 mod neigh;
 mod state;
 

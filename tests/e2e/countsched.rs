@@ -445,3 +445,41 @@ fn without_a_lower_threshold_overload_clears_below_three_quarters_of_the_upper()
     held.extend(more);
     drop(rs1);
 }
+
+#[test]
+fn lblc_keeps_the_destination_on_one_server_until_it_holds_more_than_its_weight() {
+    let lab = lab(3);
+    service(&lab, Some("lblc"), &[(1, &[]), (1, &[]), (1, &[])]);
+    assert_scheduler(&lab, "lblc");
+
+    // Every connection is to the VIP, so one lblc entry decides. From idle, wlc picks rs3 and the
+    // entry names it; rs3 takes the 2nd too (1 active, not above its weight 1). At 2 active it is
+    // overloaded while rs2 has fewer than half its weight: wlc picks rs2, which the entry then
+    // names; likewise rs1 after rs2. Once no server has fewer active connections than half its
+    // weight, the entry's rs1 keeps every connection. wlc alone would go 3, 2, 1, 3, 2, 1, ...
+    let held = hold(&lab, 8);
+    assert_eq!(order(&held), [3, 3, 2, 2, 1, 1, 1, 1]);
+    assert_eq!(counts(&lab), [(4, 0), (2, 0), (2, 0)]);
+}
+
+#[test]
+fn lblcr_grows_a_set_of_servers_for_the_destination_and_spreads_over_it() {
+    let lab = lab(3);
+    service(&lab, Some("lblcr"), &[(1, &[]), (1, &[]), (1, &[])]);
+    assert_scheduler(&lab, "lblcr");
+
+    // As lblc until the set is {rs1, rs2, rs3} (each overloaded member brings in wlc's choice) and
+    // all three hold 2. Then the set's least loaded takes each connection, ties to the newest
+    // member: rs1 (2, 2, 2), rs2 (3, 2, 2), rs3 (3, 3, 2), rs1 (3, 3, 3). lblc would have stayed on
+    // rs1.
+    let held = hold(&lab, 10);
+    assert_eq!(order(&held), [3, 3, 2, 2, 1, 1, 1, 2, 3, 1]);
+    assert_eq!(counts(&lab), [(4, 0), (3, 0), (3, 0)]);
+    let saved = lab.rvsadm_ok(&["-S", "-n"]).or_log(&lab, "rvsadm -S -n");
+    assert!(
+        saved
+            .lines()
+            .any(|l| l == format!("-A -t {} -s lblcr", vip_addr())),
+        "-S keeps the scheduler:\n{saved}"
+    );
+}
