@@ -62,7 +62,7 @@ impl Gc {
         for (&id, &exp_ns) in &exp_of {
             let counter = self.counter.entry(id).or_insert(1);
             let mine = by_svc.remove(&id).unwrap_or_default();
-            if *counter % FULL_EVERY == 0 {
+            if counter.is_multiple_of(FULL_EVERY) {
                 // time_before(now, lastuse + expiration) keeps an entry.
                 due.extend(
                     mine.iter()
