@@ -1,5 +1,6 @@
 //! Golden scenarios of the real IPVS, replayed through rvs. Each file of shared/ipvs-golden (copies in
-//! crates/rvsadm/testdata/ipvs-golden) records a session of ipvsadm 1.31 on Debian's kernel 6.1: the
+//! crates/rvsadm/testdata/ipvs-golden), and of tests/e2e/ipvs-lab-lblc (lblc and lblcr, recorded with
+//! the same lab), records a session of ipvsadm 1.31 on Debian's kernel 6.1: the
 //! commands, their output, and which real server answered each connection. The test reads the file,
 //! runs every `ipvsadm` command with rvsadm, makes every connection the way the lab's client.py made it
 //! (same client address and source port, same request bytes, one at a time), and compares the real
@@ -48,6 +49,9 @@ use crate::topo::{attach_pass, binaries, lab, require_root};
 
 /// Where the copies of the golden files are.
 const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/rvsadm/testdata/ipvs-golden");
+
+/// Recordings of lblc and lblcr made with the same lab (shared/ipvs-golden has none).
+const LBLC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/ipvs-lab-lblc");
 
 /// ipvs-lab's real-server program (shared/ipvs-lab/scenarios/httpd.py, copied): the NAT lab's real
 /// servers run it on port 80, as the recordings did, so that they answer with the same bytes.
@@ -792,7 +796,12 @@ impl Replay {
 
 /// Replays golden file `file`, recorded on a lab of kind `kind`.
 fn replay(file: &'static str, kind: Kind) {
-    let path = format!("{GOLDEN_DIR}/{file}");
+    replay_from(GOLDEN_DIR, file, kind);
+}
+
+/// [`replay`] of `dir`/`file`.
+fn replay_from(dir: &str, file: &'static str, kind: Kind) {
+    let path = format!("{dir}/{file}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let mut r = Replay {
         file,
@@ -812,7 +821,7 @@ fn replay(file: &'static str, kind: Kind) {
         if r.lab.is_none() || (fresh && cmds.iter().any(|c| c.cmd.starts_with("ipvsadm -A "))) {
             r.new_lab();
         }
-        if s.title.starts_with("after the connections above were closed") {
+        if s.title.starts_with("after the connections above were closed") || s.title == "after release" {
             r.release();
         }
         if !conns.is_empty() {
@@ -836,6 +845,26 @@ fn replay(file: &'static str, kind: Kind) {
         r.diffs.len(),
         r.diffs.join("\n")
     );
+}
+
+#[test]
+fn dr_lblc_matches_the_kernel() {
+    replay_from(LBLC_DIR, "dr-lblc.txt", Kind::Dr);
+}
+
+#[test]
+fn dr_lblcr_matches_the_kernel() {
+    replay_from(LBLC_DIR, "dr-lblcr.txt", Kind::Dr);
+}
+
+#[test]
+fn dr_lblc_weights_4_1_1_match_the_kernel() {
+    replay_from(LBLC_DIR, "dr-lblc-411.txt", Kind::Dr);
+}
+
+#[test]
+fn dr_lblcr_weights_4_1_1_match_the_kernel() {
+    replay_from(LBLC_DIR, "dr-lblcr-411.txt", Kind::Dr);
 }
 
 #[test]
