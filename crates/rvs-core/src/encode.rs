@@ -921,15 +921,29 @@ fn rr_cursor(
         img.cursor_set = Some((pos, cw));
         return Some(pos);
     }
-    let old = old_list?;
-    let pos = cursor(img.val.id)?;
-    if kind == Sched::Rr {
-        let keys = |l: &[Dest]| l.iter().map(|d| d.key).collect::<Vec<_>>();
-        let (old_keys, new_keys) = (keys(&old), keys(dests));
-        return (old_keys != new_keys).then(|| sched::rr_pos_after(&old_keys, pos, &new_keys));
-    }
-    if old == dests {
+    // Without the old list or the cursor the state IPVS would be in is unknown: the cursor stays,
+    // and what the encoder wrote last no longer says what it stands for.
+    let Some(old) = old_list else {
+        img.cursor_set = None;
         return None;
+    };
+    let keys = |l: &[Dest]| l.iter().map(|d| d.key).collect::<Vec<_>>();
+    let (old_keys, new_keys) = (keys(&old), keys(dests));
+    // rr moves only on an add or a delete; wrr on any change.
+    let changed = if kind == Sched::Rr {
+        old_keys != new_keys
+    } else {
+        old != dests
+    };
+    if !changed {
+        return None;
+    }
+    let Some(pos) = cursor(img.val.id) else {
+        img.cursor_set = None;
+        return None;
+    };
+    if kind == Sched::Rr {
+        return Some(sched::rr_pos_after(&old_keys, pos, &new_keys));
     }
     let cw = match img.cursor_set {
         Some((set, cw)) if set == pos => cw,

@@ -1177,3 +1177,23 @@ fn an_edit_that_raises_or_removes_x_bumps_the_overload_generation() {
         assert_eq!(ogen(&enc.sync(&t, &no_neigh).unwrap()), want, "-x {u} -w {w}");
     }
 }
+
+#[test]
+fn only_a_change_of_the_real_servers_reads_a_cursor() {
+    let k = skey(80);
+    let mut t = table(&[
+        Command::AddService(svc(k, "wrr")),
+        Command::AddDest(k, dest("198.18.0.11", 3)),
+    ]);
+    let mut enc = Encoder::new();
+    let unread = |_: u32| -> Option<u64> { panic!("a cursor was read") };
+    enc.sync_with_cursors(&t, &no_neigh, &unread).unwrap();
+    // A neighbour found: the dest's slot is rewritten, the cursor neither read nor written.
+    let ops = enc.sync_with_cursors(&t, &mac_of, &unread).unwrap();
+    assert!(!ops.is_empty());
+    assert_eq!(cursor_written(&ops), None);
+    // A weight edit reads it (wrr goes back to the head).
+    t.apply(&Command::EditDest(k, dest("198.18.0.11", 4))).unwrap();
+    let ops = enc.sync_with_cursors(&t, &mac_of, &|_| Some(0)).unwrap();
+    assert_eq!(cursor_written(&ops), Some(0));
+}
