@@ -118,9 +118,18 @@ enum rvs_drop {
 /* rvs_dest_val.flags */
 #define RVS_DEST_F_VALID	(1U << 0)	/* slot holds a configured real server */
 #define RVS_DEST_F_NEIGH	(1U << 1)	/* dmac/smac/ifindex resolved */
+/* Bits 8-31 of rvs_dest_val.flags: the overload generation, which the daemon bumps when an edit
+ * clears OVERLOAD (IPVS's __ip_vs_update_dest: -x set to 0 or raised). OVERLOAD is stored in
+ * rvs_dest_cnt.flags with the generation it was set under and counts only while that is current, so
+ * the edit clears it by writing rvs_dest alone: the counters beside it, which CPUs update with
+ * atomics, are never written by the daemon. */
+#define RVS_DEST_F_OGEN_SHIFT	8
+#define RVS_DEST_F_OGEN_MASK	0xFFFFFF00U
 
 /* rvs_dest_cnt.flags */
 #define RVS_DEST_C_OVERLOAD	(1U << 0)	/* -x reached; cleared by IPVS's -y rules (lib/conn.h) */
+/* Bits 8-31 of rvs_dest_cnt.flags: the overload generation (RVS_DEST_F_OGEN_MASK) OVERLOAD was set
+ * under. */
 
 /* rvs_conn_val.flags (fixed when the entry is created) */
 #define RVS_CONN_F_INPUT_ONLY	(1U << 0)	/* DR/TUN: the director sees only the client's half */

@@ -152,17 +152,20 @@ rvs_conn_expired(__u8 state, __u64 last_ns, __u64 now_ns)
 	return now_ns - last_ns >= to;
 }
 
-/* Whether @dest is overloaded: IPVS's OVERLOAD flag, which only an upper threshold can set (so a real
- * server whose -x was removed is not, as IPVS clears the flag on that edit).
+/* Whether @dest is overloaded: IPVS's OVERLOAD flag, which only an upper threshold can set, set under
+ * the current overload generation (an edit that removes or raises -x bumps it, as IPVS clears the
+ * flag on that edit).
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline int
 rvs_conn_overloaded(const struct rvs_dest_val *dest, const struct rvs_dest_cnt *cnt)
 {
-	return dest->u_thresh != 0 && (cnt->flags & RVS_DEST_C_OVERLOAD);
+	return dest->u_thresh != 0 && (cnt->flags & RVS_DEST_C_OVERLOAD) &&
+	       (cnt->flags & RVS_DEST_F_OGEN_MASK) == (dest->flags & RVS_DEST_F_OGEN_MASK);
 }
 
 /* Counts a new connection on its real server (IPVS's ip_vs_bind_dest): active or inactive, then
- * OVERLOAD when active + inactive reaches the upper threshold.
+ * OVERLOAD when active + inactive reaches the upper threshold, stamped with the current overload
+ * generation (one exchange: an OVERLOAD left from an older generation is replaced, not or-ed into).
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline void
 rvs_conn_bind(__u32 dest_id, const struct rvs_dest_val *dest, int active)
@@ -176,7 +179,8 @@ rvs_conn_bind(__u32 dest_id, const struct rvs_dest_val *dest, int active)
 	else
 		__sync_fetch_and_add(&cnt->inactive, 1);
 	if (dest->u_thresh != 0 && cnt->active + cnt->inactive >= dest->u_thresh)
-		__sync_fetch_and_or(&cnt->flags, RVS_DEST_C_OVERLOAD);
+		__sync_lock_test_and_set(&cnt->flags,
+					 (dest->flags & RVS_DEST_F_OGEN_MASK) | RVS_DEST_C_OVERLOAD);
 }
 
 /* Counts a new persistence template on its real server (IPVS's ip_vs_bind_dest for a template:

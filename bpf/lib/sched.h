@@ -131,9 +131,10 @@ rvs_sched_overloaded(__u32 id, const struct rvs_dest_val *d_val)
 	return cnt && rvs_conn_overloaded(d_val, cnt);
 }
 
-/* A dest of @svc that may take a new connection, or NULL: valid, of @svc, not overloaded (IPVS's
- * schedulers all skip OVERLOAD), and for a service with mh-fallback (whose table is not filtered) of
- * weight > 0.
+/* A dest of @svc that may take a new connection, or NULL: valid, of @svc, of weight > 0 and not
+ * overloaded (IPVS's schedulers all skip weight 0 and OVERLOAD). The hashed tables and wrr's already
+ * leave weight 0 out; rr's and mh-fallback's list every dest, so that a weight change leaves the
+ * table, and rr's cursor, as they are (ip_vs_rr.c skips a quiesced dest, it does not unlink it).
  * Mirror: rvs-model/src/sched.rs */
 static __always_inline struct rvs_dest_val *
 rvs_sched_dest(const struct rvs_svc_val *svc, __u32 id)
@@ -142,7 +143,7 @@ rvs_sched_dest(const struct rvs_svc_val *svc, __u32 id)
 
 	if (!d_val || !(d_val->flags & RVS_DEST_F_VALID) || d_val->svc_id != svc->id)
 		return NULL;
-	if ((svc->flags & RVS_SVC_F_SCHED_FALLBACK) && d_val->weight == 0)
+	if (d_val->weight == 0)
 		return NULL;
 	if (rvs_sched_overloaded(id, d_val))
 		return NULL;

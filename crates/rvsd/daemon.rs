@@ -67,6 +67,8 @@ pub(crate) trait Plane {
     fn lblc_entries(&self) -> anyhow::Result<Vec<(LblcKey, LblcVal)>>;
     /// Deletes entries of rvs_lblc (absent ones are skipped).
     fn lblc_delete(&mut self, keys: &[LblcKey]) -> anyhow::Result<()>;
+    /// The rr/wrr cursor of service `id`, `None` when it cannot be read.
+    fn svc_pos(&self, id: u32) -> Option<u64>;
 }
 
 impl Plane for Dataplane {
@@ -102,6 +104,9 @@ impl Plane for Dataplane {
     }
     fn lblc_delete(&mut self, keys: &[LblcKey]) -> anyhow::Result<()> {
         Ok(Dataplane::lblc_delete(self, keys)?)
+    }
+    fn svc_pos(&self, id: u32) -> Option<u64> {
+        Dataplane::svc_pos(self, id).ok()
     }
 }
 
@@ -339,8 +344,11 @@ impl<P: Plane> Daemon<P> {
     }
 
     fn sync_ops(&mut self) -> Result<Vec<MapOp>, rvs_core::ApplyError> {
-        let neigh = &self.neigh;
-        self.encoder.sync(&self.table, &|ip| neigh.get(&ip).copied())
+        let (neigh, plane) = (&self.neigh, &self.plane);
+        self.encoder
+            .sync_with_cursors(&self.table, &|ip| neigh.get(&ip).copied(), &|id| {
+                plane.svc_pos(id)
+            })
     }
 
     /// Every real server address.
@@ -486,11 +494,12 @@ impl<P: Plane> Daemon<P> {
     }
 
     fn commit(&mut self, next: Table) -> Result<(), Refusal> {
-        let neigh = &self.neigh;
-        // A refusing sync leaves the encoder as it was, and nothing has been written yet.
+        let (neigh, plane) = (&self.neigh, &self.plane);
+        // A refusing sync leaves the encoder as it was, and nothing has been written yet. rr/wrr
+        // cursors are read now so that the change moves them as IPVS's would.
         let ops = self
             .encoder
-            .sync(&next, &|ip| neigh.get(&ip).copied())
+            .sync_with_cursors(&next, &|ip| neigh.get(&ip).copied(), &|id| plane.svc_pos(id))
             .map_err(Refusal::Encoder)?;
         if let Err(e) = self.plane.apply(&ops) {
             self.recover();
@@ -963,6 +972,9 @@ mod tests {
         }
         fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt> {
             Ok(self.cnt.get(&id).copied().unwrap_or_default())
+        }
+        fn svc_pos(&self, _id: u32) -> Option<u64> {
+            None
         }
         fn set_timeouts(&mut self, t: &rvs_abi::Timeouts) -> anyhow::Result<()> {
             self.timeouts = *t;

@@ -84,17 +84,6 @@ struct Known {
     why: &'static str,
 }
 
-/// Why rs3 takes no connection after `-e ... -x 100 -y 50` in thresholds.txt.
-const EDIT_KEEPS_OVERLOAD: &str = "IPVS clears a real server's OVERLOAD when an edit raises its -x \
-     (__ip_vs_update_dest), so rr gives rs3 its turn again at once; rvs clears OVERLOAD only when \
-     one of the server's connections ends (bpf/lib/conn.h) and rs3's two stay in TIME_WAIT, so rr skips it";
-
-/// Why the choices after a weight change differ in persistence.txt.
-const RR_AFTER_EDIT: &str = "IPVS's rr keeps its cursor on the server it picked last when a weight \
-     changes, and goes on after it; rvs's rr table drops the weight-0 server and its shared cursor \
-     (an index) then names another server of the shorter table, so the next new client gets rs1, \
-     not rs2 (and what follows in this part shifts with it)";
-
 /// Why the invalidated template still counts in IPVS.
 const DROPPED_TEMPLATE: &str = "IPVS keeps a template that expire_quiescent_template invalidated \
      (rehashed with ports 65535) until its timer ends, so rs3 keeps PersistConn 1 and -Lc lists it; \
@@ -106,18 +95,6 @@ const PORT0_NAT: &str = "rvs refuses NAT (-m) real servers on a port-0 service (
 
 /// The differences rvs has today (see the report of each in [`Known::why`]).
 const KNOWN: &[Known] = &[
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from a new client 198.18.0.5 (client source ports from 40500)",
-        what: "connections",
-        why: RR_AFTER_EDIT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.2 (expire_quiescent_template=1) (client source ports from 40600)",
-        what: "connections",
-        why: RR_AFTER_EDIT,
-    },
     Known {
         file: "persistence.txt",
         section: "6 new connections from 198.18.0.2 (expire_quiescent_template=1) (client source ports from 40600)",
@@ -183,24 +160,6 @@ const KNOWN: &[Known] = &[
         section: "6 new connections from 198.18.0.3 to port 80 (client source ports from 40900)",
         what: "$ ipvsadm -S -n",
         why: PORT0_NAT,
-    },
-    Known {
-        file: "thresholds.txt",
-        section: "6 new short connections (client source ports from 40200)",
-        what: "connections",
-        why: EDIT_KEEPS_OVERLOAD,
-    },
-    Known {
-        file: "thresholds.txt",
-        section: "6 new short connections (client source ports from 40200)",
-        what: "$ ipvsadm -Ln --thresholds",
-        why: EDIT_KEEPS_OVERLOAD,
-    },
-    Known {
-        file: "thresholds.txt",
-        section: "6 new short connections (client source ports from 40200)",
-        what: "$ ipvsadm -Ln --stats",
-        why: EDIT_KEEPS_OVERLOAD,
     },
 ];
 

@@ -1,6 +1,7 @@
 //! `-e` changes a real server's weight under traffic: weight 0 quiesces it (no new connections, the
 //! established ones go on; ipvs-features.md §2.3) and a new set of weights takes over the schedule at
-//! once.
+//! once. rr and wrr go on after a delete or an add exactly as IPVS's do (rvsd moves the data plane's
+//! cursor).
 
 use std::collections::BTreeMap;
 
@@ -102,4 +103,46 @@ fn wrr_weights_changed_mid_sequence_take_over_at_once() {
 
     let got = lab.spread(300).or_log(&lab, "300 connections with 1,1,1");
     assert_eq!(got, counts(&[("rs1", 100), ("rs2", 100), ("rs3", 100)]));
+}
+
+/// `rvsadm -d -t VIP:80 -r rsI:80`, or with `Some(w)` `rvsadm -a ... -g -w W`.
+fn del_or_add(lab: &DrLab, i: usize, add: Option<u32>) {
+    let rs = format!("{}:{PORT}", real_ip(i));
+    let vip = vip_addr().to_string();
+    let w = add.map(|w| w.to_string());
+    let args: Vec<&str> = match &w {
+        Some(w) => vec!["-a", "-t", &vip, "-r", &rs, "-g", "-w", w],
+        None => vec!["-d", "-t", &vip, "-r", &rs],
+    };
+    lab.rvsadm_ok(&args).or_log(lab, &format!("rvsadm {args:?}"));
+}
+
+/// The real servers of `n` new connections, in order.
+fn picks(lab: &DrLab, n: usize) -> String {
+    (0..n)
+        .map(|i| lab.get().or_log(lab, &format!("connection {i}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn rr_goes_on_after_the_last_pick_when_a_real_server_is_deleted() {
+    let lab = lab(3);
+    lab.add_service("rr", &[1, 1, 1]).or_log(&lab, "configure rr");
+    assert_eq!(picks(&lab, 2), "rs3 rs2");
+    // IPVS's cursor is on rs2; deleting it moves the cursor to rs3 (ip_vs_rr_del_dest): rs1 is next.
+    del_or_add(&lab, 2, None);
+    assert_eq!(picks(&lab, 3), "rs1 rs3 rs1");
+}
+
+#[test]
+fn wrr_after_a_delete_and_an_add_is_the_kernels_golden_keepalived() {
+    // keepalived.txt part 1: wrr 3,2,1, six connections, rs2 removed, six, rs2 added again, six.
+    let lab = lab(3);
+    lab.add_service("wrr", &[3, 2, 1]).or_log(&lab, "configure wrr");
+    assert_eq!(picks(&lab, 6), "rs3 rs2 rs1 rs1 rs2 rs1");
+    del_or_add(&lab, 2, None);
+    assert_eq!(picks(&lab, 6), "rs1 rs3 rs1 rs1 rs1 rs3");
+    del_or_add(&lab, 2, Some(2));
+    assert_eq!(picks(&lab, 6), "rs2 rs3 rs1 rs1 rs2 rs1");
 }

@@ -400,6 +400,12 @@ pub const SVC_F_ONEPACKET: u32 = 1 << 3;
 pub const DEST_F_VALID: u32 = 1 << 0;
 /// `DestVal::flags`: MACs and ifindex resolved. Mirrors `RVS_DEST_F_NEIGH`.
 pub const DEST_F_NEIGH: u32 = 1 << 1;
+/// Shift of the overload generation in `DestVal::flags` (and `DestCnt::flags`). Mirrors
+/// `RVS_DEST_F_OGEN_SHIFT`.
+pub const DEST_F_OGEN_SHIFT: u32 = 8;
+/// The overload generation's bits in `DestVal::flags` (and `DestCnt::flags`). Mirrors
+/// `RVS_DEST_F_OGEN_MASK`.
+pub const DEST_F_OGEN_MASK: u32 = 0xFFFF_FF00;
 /// `ConnVal::flags`: the director sees only the client's half. Mirrors `RVS_CONN_F_INPUT_ONLY`.
 pub const CONN_F_INPUT_ONLY: u8 = 1 << 0;
 /// `ConnVal::flags`: a NAT reply entry, keyed by the real server's side of a connection (bpf/lib/conn.h);

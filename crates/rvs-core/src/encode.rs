@@ -12,6 +12,9 @@
 //!   a new dest gets `DestStatsClear` and `DestCntClear` before its `DestSet`, and all come before any table that names
 //!   it. A new dest also gets a new generation (`DestVal::dgen`): connections left over from the real
 //!   server that had its id before no longer count for it, nor reach it.
+//! - An rr or wrr service whose real servers or scheduler change gets a `SvcStateSet` after the `SvcSet`
+//!   that switches its table (or alone, when the table stays): the cursor where IPVS's would be after that
+//!   change ([`Encoder::sync_with_cursors`], which reads the cursor first).
 //! - Count-driven schedulers (lc, wlc, sed, nq, fo, ovf, twos, lblc, lblcr) get a table that lists the service's real
 //!   servers in IPVS's list order; the data plane scans it and reads their counters.
 //! - A removed service goes with `SvcDel` first; its dests (and removed dests of a live service, after
@@ -38,10 +41,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_abi::{
-    Be16, CFG_F_NAT, CFG_F_PORT0, CFG_F_QUIESCENT, Cfg, DEST_F_NEIGH, DEST_F_VALID, DestVal, Family, Fwd,
-    MARK_RANGES, MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr, MarkKey, MarkRange, MarkVal,
-    SCHED_NO_DEST, SCHED_SLOTS, SVC_F_ONEPACKET, SVC_F_PERSISTENT, SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT,
-    Sched, SvcKey, SvcState, SvcVal, VipKey, addr_bytes, addr_v4, addr_v6,
+    Be16, CFG_F_NAT, CFG_F_PORT0, CFG_F_QUIESCENT, Cfg, DEST_F_NEIGH, DEST_F_OGEN_MASK, DEST_F_OGEN_SHIFT,
+    DEST_F_VALID, DestVal, Family, Fwd, MARK_RANGES, MAX_DEST, MAX_MARK_PREFIXES, MAX_SVC, MapOp, MarkAddr,
+    MarkKey, MarkRange, MarkVal, SCHED_NO_DEST, SCHED_SLOTS, SVC_F_ONEPACKET, SVC_F_PERSISTENT,
+    SVC_F_SCHED_FALLBACK, SVC_F_SCHED_PORT, Sched, SvcKey, SvcState, SvcVal, VipKey, addr_bytes, addr_v4,
+    addr_v6,
 };
 
 use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, ServiceKey};
@@ -109,6 +113,12 @@ struct SvcImage {
     /// Each real server's IPVS `last_weight` (the last non-zero weight an edit gave it), which `mh`
     /// builds its table from so that quiescing a real does not reshuffle the others.
     last_weights: HashMap<DestKey, u32>,
+    /// The real servers (list order) the rr/wrr table in the maps was built from; `None` when not
+    /// known (adopted), and then a change leaves the cursor where it is.
+    list: Option<Vec<Dest>>,
+    /// The cursor this encoder last wrote for wrr and the `cw` it stands for: the list head with that
+    /// `cw`, which the cursor alone cannot tell from the pick before it (see [`sched::wrr_cw_at`]).
+    cursor_set: Option<(u64, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +213,8 @@ impl Encoder {
                     region,
                     table,
                     last_weights: HashMap::new(),
+                    list: None,
+                    cursor_set: None,
                 },
             );
         }
@@ -269,8 +281,27 @@ impl Encoder {
         table: &Table,
         neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
     ) -> Result<Vec<MapOp>, ApplyError> {
+        self.sync_with_cursors(table, neigh, &|_| None)
+    }
+
+    /// [`sync`](Self::sync), reading rr/wrr cursors (`rvs_svc_st[id].pos`) with `cursor`: a change of
+    /// the real servers of an rr or wrr service then also moves its cursor where IPVS's would go
+    /// (ip_vs_rr_del_dest, ip_vs_wrr_dest_changed), so that the picks go on as IPVS's. Without a
+    /// cursor (`None`), an existing service's cursor is left where it is.
+    ///
+    /// The cursor is read now and written by the ops: a connection scheduled in between is not
+    /// counted in the new cursor, as if it had come just before the change.
+    ///
+    /// # Errors
+    /// As [`sync`](Self::sync).
+    pub fn sync_with_cursors(
+        &mut self,
+        table: &Table,
+        neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
+        cursor: &dyn Fn(u32) -> Option<u64>,
+    ) -> Result<Vec<MapOp>, ApplyError> {
         let mut next = self.clone();
-        let ops = next.sync_in_place(table, neigh)?;
+        let ops = next.sync_in_place(table, neigh, cursor)?;
         *self = next;
         Ok(ops)
     }
@@ -289,6 +320,7 @@ impl Encoder {
         &mut self,
         table: &Table,
         neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
+        cursor: &dyn Fn(u32) -> Option<u64>,
     ) -> Result<Vec<MapOp>, ApplyError> {
         let mut ops = Vec::new();
         // Replies are looked up before the first NAT real server can be scheduled, and until the last
@@ -356,7 +388,7 @@ impl Encoder {
             self.svc_ids.free(img.val.id);
         }
         for entry in table.services() {
-            self.sync_service(entry, neigh, &mut ops)?;
+            self.sync_service(entry, neigh, cursor, &mut ops)?;
         }
         // Dests adopted without an owner.
         let owned: HashSet<u32> = self
@@ -417,6 +449,7 @@ impl Encoder {
         &mut self,
         entry: &ServiceEntry,
         neigh: &dyn Fn(IpAddr) -> Option<Neighbor>,
+        cursor: &dyn Fn(u32) -> Option<u64>,
         ops: &mut Vec<MapOp>,
     ) -> Result<(), ApplyError> {
         let svc = &entry.service;
@@ -466,6 +499,8 @@ impl Encoder {
                     region: None,
                     table: TableImage::Known(Vec::new()),
                     last_weights: HashMap::new(),
+                    list: None,
+                    cursor_set: None,
                 };
                 (img, None)
             }
@@ -494,7 +529,11 @@ impl Encoder {
             } else {
                 neigh(d.key.addr)
             };
-            let val = dest_val(d, id, dgen, n);
+            let mut val = dest_val(d, id, dgen, n);
+            val.flags |= self
+                .dests
+                .get(&dest_id)
+                .map_or(0, |old| ogen_after(old, d.u_threshold));
             if self.dests.get(&dest_id) != Some(&val) {
                 ops.push(MapOp::DestSet { id: dest_id, val });
                 self.dests.insert(dest_id, val);
@@ -660,6 +699,14 @@ impl Encoder {
         // the table), once the data plane runs the new one and can create no more of them.
         if old_val.is_some_and(|o| o.sched != val.sched) {
             ops.push(MapOp::LblcFlush { svc_id: val.id });
+        }
+        // The cursor for the table now in force (a packet in between reads the new table with the old
+        // cursor, as it would have a moment before the change).
+        if let Some(pos) = rr_cursor(&mut img, old_val.as_ref(), kind, &entry.dests, cursor) {
+            ops.push(MapOp::SvcStateSet {
+                id,
+                val: SvcState { pos },
+            });
         }
         img.val = val;
         if let Some((base, _)) = old_region {
@@ -870,6 +917,121 @@ fn cfg_of(nat: bool, quiescent: bool, lblcr_exp_s: u32, port0: bool) -> Cfg {
             | if quiescent { CFG_F_QUIESCENT } else { 0 }
             | if port0 { CFG_F_PORT0 } else { 0 },
         lblcr_exp_s,
+    }
+}
+
+/// Where the rr/wrr cursor of the service of `img` goes when its real servers become `dests`
+/// (`None`: leave it), and what `img` remembers of it. IPVS's rules (ip_vs_rr.c, ip_vs_wrr.c):
+///
+/// - a new service, or one whose scheduler changes, starts at the list head: rr's `init_service`,
+///   and wrr's with `cw = mw`, which is `ip_vs_wrr_dest_changed` from `cw = 0`; a new service's
+///   cursor 0 is written with it and, built dest by dest, its `cw` is 1 (0 with no weight), both of
+///   which the head of the table is;
+/// - rr: a weight change moves nothing (the table lists weight-0 dests too), an add or a delete
+///   keeps the cursor on the dest picked last or the nearest before it ([`sched::rr_pos_after`]);
+/// - wrr: any add, edit or delete puts the cursor at the list head with the `cw` of
+///   `ip_vs_wrr_dest_changed`, from the `cw` the cursor stands for.
+///
+/// An edit that changes nothing (ipvsadm -e with the same values) is not seen here, although IPVS's
+/// wrr then also returns to the head.
+fn rr_cursor(
+    img: &mut SvcImage,
+    old_val: Option<&SvcVal>,
+    kind: Sched,
+    dests: &[Dest],
+    cursor: &dyn Fn(u32) -> Option<u64>,
+) -> Option<u64> {
+    let old_list = img.list.replace(dests.to_vec());
+    if !matches!(kind, Sched::Rr | Sched::Wrr) {
+        img.cursor_set = None;
+        return None;
+    }
+    let weights: Vec<u32> = dests.iter().map(|d| d.weight).collect();
+    let Some(old_val) = old_val else {
+        // Its cursor 0 is already written (with the service's state).
+        img.cursor_set = Some((0, wrr_cw_after(0, &[], dests)));
+        return None;
+    };
+    if old_val.sched != kind as u32 {
+        let cw = sched::wrr_cw_changed(0, &weights);
+        let pos = if kind == Sched::Wrr {
+            sched::wrr_pos_of(&weights, cw)
+        } else {
+            0
+        };
+        img.cursor_set = Some((pos, cw));
+        return Some(pos);
+    }
+    // Without the old list or the cursor the state IPVS would be in is unknown: the cursor stays,
+    // and what the encoder wrote last no longer says what it stands for.
+    let Some(old) = old_list else {
+        img.cursor_set = None;
+        return None;
+    };
+    let keys = |l: &[Dest]| l.iter().map(|d| d.key).collect::<Vec<_>>();
+    let (old_keys, new_keys) = (keys(&old), keys(dests));
+    // rr moves only on an add or a delete; wrr on any change.
+    let changed = if kind == Sched::Rr {
+        old_keys != new_keys
+    } else {
+        old != dests
+    };
+    if !changed {
+        return None;
+    }
+    let Some(pos) = cursor(img.val.id) else {
+        img.cursor_set = None;
+        return None;
+    };
+    if kind == Sched::Rr {
+        return Some(sched::rr_pos_after(&old_keys, pos, &new_keys));
+    }
+    let cw = match img.cursor_set {
+        Some((set, cw)) if set == pos => cw,
+        _ => sched::wrr_cw_at(&old.iter().map(|d| d.weight).collect::<Vec<_>>(), pos),
+    };
+    let cw = wrr_cw_after(cw, &old, dests);
+    let pos = sched::wrr_pos_of(&weights, cw);
+    img.cursor_set = Some((pos, cw));
+    Some(pos)
+}
+
+/// wrr's `cw` after the real servers change from `old` to `new` (list order), from `cw`: one
+/// `ip_vs_wrr_dest_changed` per command, each on the list as that command left it (the result
+/// depends on the weights in between), taking the commands of a batch as its deletes, then its edits,
+/// then its adds, oldest first.
+fn wrr_cw_after(mut cw: u32, old: &[Dest], new: &[Dest]) -> u32 {
+    let mut list: Vec<&Dest> = old.iter().collect();
+    let weights = |l: &[&Dest]| l.iter().map(|d| d.weight).collect::<Vec<_>>();
+    for gone in old.iter().filter(|d| !new.iter().any(|n| n.key == d.key)) {
+        list.retain(|d| d.key != gone.key);
+        cw = sched::wrr_cw_changed(cw, &weights(&list));
+    }
+    for d in new {
+        if let Some(slot) = list.iter_mut().find(|o| o.key == d.key)
+            && *slot != d
+        {
+            *slot = d;
+            cw = sched::wrr_cw_changed(cw, &weights(&list));
+        }
+    }
+    for d in new.iter().rev().filter(|d| !old.iter().any(|o| o.key == d.key)) {
+        list.insert(0, d);
+        cw = sched::wrr_cw_changed(cw, &weights(&list));
+    }
+    cw
+}
+
+/// The overload generation bits (`DEST_F_OGEN_MASK`) of a real server whose slot holds `old` and
+/// whose `-x` becomes `u_threshold`: one more when IPVS's `__ip_vs_update_dest` would clear OVERLOAD
+/// (the new `-x` is 0 or higher than the old), which ends an OVERLOAD the data plane set under the
+/// old generation. Setting 0 again when it is 0 needs no bump: OVERLOAD counts only while `-x` is set.
+fn ogen_after(old: &DestVal, u_threshold: u32) -> u32 {
+    let ogen = old.flags & DEST_F_OGEN_MASK;
+    if u_threshold != old.u_thresh && (u_threshold == 0 || u_threshold > old.u_thresh) {
+        ogen.wrapping_add(1 << DEST_F_OGEN_SHIFT) & DEST_F_OGEN_MASK
+    } else {
+        ogen
     }
 }
 

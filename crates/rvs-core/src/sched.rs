@@ -4,20 +4,55 @@
 //! into that list. The starting point is the state of a service that was created empty and then got its
 //! dests one by one (the only way ipvsadm builds a service): for `rr` the cursor at the list head, for
 //! `wrr` the cursor at the head with `cw = 1` (see [`wrr_table`]).
+//!
+//! rr and wrr keep a cursor that a change of the real servers moves (`ip_vs_rr_del_dest`,
+//! `ip_vs_wrr_dest_changed`); the data plane's cursor is the index of the next slot of the table, and
+//! [`rr_pos_after`], [`wrr_cw_at`], [`wrr_cw_changed`] and [`wrr_pos_of`] say where to put it after a
+//! change so that the picks go on as IPVS's would.
 
 use std::collections::BTreeSet;
 
-/// One period of IPVS `rr` (net/netfilter/ipvs/ip_vs_rr.c): every dest of weight > 0, once, in list
-/// order. Weight-0 (quiesced) dests are skipped; all of them quiesced gives an empty table.
+/// One period of IPVS `rr` (net/netfilter/ipvs/ip_vs_rr.c): every dest, once, in list order. Weight-0
+/// (quiesced) dests are in it too, and the data plane skips them as IPVS's loop does (IPVS keeps them
+/// in its list, so a weight change moves neither the table nor the cursor).
 pub fn rr_table(weights: &[u32]) -> Vec<usize> {
+    (0..weights.len()).collect()
+}
+
+/// Length of [`rr_table`] without building it.
+pub fn rr_len(weights: &[u32]) -> u64 {
+    weights.len() as u64
+}
+
+/// The dests of weight > 0, in list order.
+fn live(weights: &[u32]) -> Vec<usize> {
     (0..weights.len())
         .filter(|&i| weights.get(i).is_some_and(|&w| w > 0))
         .collect()
 }
 
-/// Length of [`rr_table`] without building it.
-pub fn rr_len(weights: &[u32]) -> u64 {
-    weights.iter().filter(|&&w| w > 0).count() as u64
+/// Where rr's cursor goes when the list changes from `old` to `new` (dest keys in list order): `pos`
+/// is the data plane's cursor over `old`'s [`rr_table`] (the next slot to try; the one before it is
+/// IPVS's `sched_data`, the dest picked last). IPVS adds a dest at the head without moving its cursor,
+/// and `ip_vs_rr_del_dest` moves a cursor on the deleted dest to the one before it; so the cursor
+/// stays on the last dest picked, or else on the nearest one before it that is still there (the head
+/// when none is), and the next slot is the one after it in `new`.
+///
+/// A cursor at the head and one on the last dest give the same picks in every case (both go on with
+/// the first dest), so slot 0 stands for both. Several changes at once are taken as deletions made
+/// before the additions.
+pub fn rr_pos_after<K: PartialEq>(old: &[K], pos: u64, new: &[K]) -> u64 {
+    if old.is_empty() || new.is_empty() {
+        return 0;
+    }
+    let len = old.len() as u64;
+    let last = ((pos % len + len - 1) % len) as usize;
+    old.get(..=last)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .find_map(|k| new.iter().position(|n| n == k))
+        .map_or(0, |j| ((j + 1) % new.len()) as u64)
 }
 
 /// One period of IPVS `wrr` (net/netfilter/ipvs/ip_vs_wrr.c), starting where a freshly built service
@@ -39,10 +74,10 @@ pub fn wrr_table(weights: &[u32]) -> Vec<usize> {
     };
     let mut out = Vec::with_capacity(usize::try_from(wrr_len(weights)).unwrap_or(0));
     // The pass at cw = 1.
-    out.extend(rr_table(weights));
+    out.extend(live(weights));
     // Passes at cw = mw, mw - di, ..., 1 + di: the dests with weight >= cw, in list order. Walking the
     // levels downwards only ever adds dests, so an ordered set of list indices grows as cw falls.
-    let mut by_weight: Vec<usize> = rr_table(weights);
+    let mut by_weight: Vec<usize> = live(weights);
     by_weight.sort_by_key(|&i| std::cmp::Reverse(weights.get(i).copied().unwrap_or(0)));
     let mut next = by_weight.iter().peekable();
     let mut eligible = BTreeSet::new();
@@ -68,6 +103,71 @@ pub fn wrr_len(weights: &[u32]) -> u64 {
         None => 0,
         Some((g, _)) => weights.iter().map(|&w| u64::from(w / g)).sum(),
     }
+}
+
+/// The passes of [`wrr_table`] in table order: each pass's `cw` and first slot. The first is the pass
+/// at `cw = 1`, then `mw, mw - di, ..., 1 + di`; none when no weight is > 0.
+pub fn wrr_passes(weights: &[u32]) -> Vec<(u32, u64)> {
+    let Some((di, max)) = gcd_max(weights) else {
+        return Vec::new();
+    };
+    let count = |cw: u32| weights.iter().filter(|&&w| w >= cw).count() as u64;
+    let mut out = vec![(1, 0)];
+    let mut start = count(1);
+    let mut cw = max - (di - 1);
+    while cw > 1 {
+        out.push((cw, start));
+        start += count(cw);
+        cw -= di;
+    }
+    out
+}
+
+/// IPVS's `cw` when the data plane's cursor over [`wrr_table`] is at slot `pos`: that of the pass of
+/// the slot before it (the dest picked last). Cursor 0, which nothing but a reset writes (the data
+/// plane only ever adds to it), is the head at `cw = 1`, where a service built dest by dest starts and
+/// where [`wrr_pos_of`] puts the head at `cw = 1`. 0 for a table without a pass.
+pub fn wrr_cw_at(weights: &[u32], pos: u64) -> u32 {
+    let len = wrr_len(weights);
+    if len == 0 {
+        return 0;
+    }
+    if pos == 0 {
+        return 1;
+    }
+    let last = (pos % len + len - 1) % len;
+    wrr_passes(weights)
+        .iter()
+        .rev()
+        .find(|&&(_, start)| start <= last)
+        .map_or(1, |&(cw, _)| cw)
+}
+
+/// `cw` after `ip_vs_wrr_dest_changed` (which every add, edit and delete of a dest calls): `mw` when
+/// `cw` is above it or 0, else `cw` rounded to the level `di` steps give. So `cw` is always one of the
+/// levels of [`wrr_passes`], or 0 when no weight is > 0 (then `mw` is 0 and IPVS schedules nothing):
+/// IPVS never scans with `cw = 0`, which would take weight-0 dests too.
+pub fn wrr_cw_changed(cw: u32, weights: &[u32]) -> u32 {
+    let (di, mw) = match gcd_max(weights) {
+        Some((di, max)) => (di, max - (di - 1)),
+        None => (1, 0),
+    };
+    if cw > mw || cw == 0 {
+        mw
+    } else if di > 1 {
+        (cw / di) * di + 1
+    } else {
+        cw
+    }
+}
+
+/// The data plane's cursor for IPVS's state after a change: the list head with `cw`. The picks from
+/// there are the pass at `cw` and the passes after it, so the cursor goes to that pass's first slot.
+pub fn wrr_pos_of(weights: &[u32], cw: u32) -> u64 {
+    wrr_passes(weights)
+        .iter()
+        .find(|&&(level, _)| level == cw)
+        .map_or(0, |&(_, start)| start)
 }
 
 /// `(gcd, max)` of the weights > 0, or `None` when there are none.
@@ -135,6 +235,11 @@ mod tests {
         /// ip_vs_add_dest (list_add at the head) followed by ip_vs_wrr_dest_changed.
         fn add_dest(&mut self, weight: u32) {
             self.weights.insert(0, i64::from(weight));
+            self.dest_changed();
+        }
+
+        /// ip_vs_wrr_dest_changed (add, edit and delete all call it, the list already changed).
+        fn dest_changed(&mut self) {
             self.cl = None;
             self.di = self.gcd_weight();
             self.mw = self.max_weight() - (self.di - 1);
@@ -234,15 +339,16 @@ mod tests {
         let names = ["rs3", "rs2", "rs1"];
         let period: Vec<&str> = rr_table(&[1, 1, 1]).iter().map(|&i| names[i]).collect();
         assert_eq!(period.join(" "), "rs3 rs2 rs1");
-        assert_eq!(rr_table(&[1, 0, 5, 0]), [0, 2]);
+        assert_eq!(rr_table(&[1, 0, 5, 0]), [0, 1, 2, 3]);
     }
 
     #[test]
-    fn weight_zero_never_appears_and_all_zero_is_empty() {
+    fn weight_zero_never_appears_in_wrr_and_all_zero_is_empty() {
         assert_eq!(wrr_table(&[0, 2, 0, 4]), [1, 3, 3]);
         assert!(wrr_table(&[0, 0]).is_empty());
         assert!(wrr_table(&[]).is_empty());
-        assert!(rr_table(&[0, 0]).is_empty());
+        assert_eq!(rr_table(&[0, 0]), [0, 1]);
+        assert!(rr_table(&[]).is_empty());
         assert_eq!(wrr_len(&[0, 0]), 0);
     }
 
@@ -277,12 +383,271 @@ mod tests {
         }
 
         #[test]
-        fn rr_is_every_live_dest_once(weights in prop::collection::vec(0u32..=3, 0..10)) {
+        fn rr_is_every_dest_once(weights in prop::collection::vec(0u32..=3, 0..10)) {
             let table = rr_table(&weights);
             prop_assert_eq!(table.len() as u64, rr_len(&weights));
-            prop_assert!(table.windows(2).all(|p| p[0] < p[1]));
-            prop_assert!(table.iter().all(|&i| weights[i] > 0));
+            prop_assert_eq!(table, (0..weights.len()).collect::<Vec<_>>());
         }
+
+        #[test]
+        fn rr_and_wrr_go_on_as_ipvs_across_adds_edits_and_deletes(
+            steps in prop::collection::vec(arb_step(), 0..40),
+            wrr in any::<bool>(),
+        ) {
+            let mut ipvs = Ipvs::default();
+            let mut rvs = Rvs::default();
+            let mut next_key = 0;
+            for (i, step) in steps.iter().enumerate() {
+                let step = match *step {
+                    Step::Add(w) => {
+                        next_key += 1;
+                        Step::Add(w + (next_key << 8))
+                    }
+                    s => s,
+                };
+                ipvs.step(step, wrr);
+                rvs.step(step, wrr);
+                if let Step::Pick(n) = step {
+                    let want: Vec<Option<u32>> = (0..n).map(|_| ipvs.pick(wrr)).collect();
+                    let got: Vec<Option<u32>> = (0..n).map(|_| rvs.pick(wrr)).collect();
+                    prop_assert_eq!(got, want, "step {} of {:?} (wrr: {})", i, steps, wrr);
+                }
+            }
+        }
+    }
+
+    /// A step of a service's life: a new dest (its weight; the key goes in the bits above 8), a weight
+    /// change of the dest at a list position (modulo the list's length), a delete, or `n` picks.
+    #[derive(Clone, Copy, Debug)]
+    enum Step {
+        Add(u32),
+        Edit(usize, u32),
+        Del(usize),
+        Pick(usize),
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u32..=6).prop_map(Step::Add),
+            (0usize..8, 0u32..=6).prop_map(|(i, w)| Step::Edit(i, w)),
+            (0usize..8).prop_map(Step::Del),
+            (0usize..12).prop_map(Step::Pick),
+        ]
+    }
+
+    /// IPVS's rr and wrr over one list of dests (keys, newest first), statement by statement: rr's
+    /// cursor is a dest or the head (ip_vs_rr.c), wrr's state the [`WrrSim`] over the same list.
+    #[derive(Default)]
+    struct Ipvs {
+        keys: Vec<u32>,
+        rr: Option<u32>,
+        wrr: Option<WrrSim>,
+    }
+
+    impl Ipvs {
+        fn step(&mut self, step: Step, wrr: bool) {
+            let sim = self.wrr.get_or_insert_with(WrrSim::init_svc);
+            let len = self.keys.len();
+            match step {
+                Step::Add(kw) => {
+                    self.keys.insert(0, kw >> 8);
+                    // list_add_rcu at the head; rr has no add_dest.
+                    sim.add_dest(kw & 0xff);
+                }
+                Step::Edit(i, w) if len > 0 => {
+                    sim.weights[i % len] = i64::from(w);
+                    sim.dest_changed();
+                }
+                Step::Del(i) if len > 0 => {
+                    let i = i % len;
+                    let key = self.keys.remove(i);
+                    // ip_vs_rr_del_dest: a cursor on the deleted dest goes to the one before it.
+                    if self.rr == Some(key) {
+                        self.rr = i.checked_sub(1).and_then(|j| self.keys.get(j).copied());
+                    }
+                    sim.weights.remove(i);
+                    sim.dest_changed();
+                }
+                _ => {}
+            }
+            let _ = wrr;
+        }
+
+        fn pick(&mut self, wrr: bool) -> Option<u32> {
+            if wrr {
+                let sim = self.wrr.as_mut()?;
+                return sim.schedule().map(|i| self.keys[i]);
+            }
+            let weights = &self.wrr.as_ref()?.weights;
+            // ip_vs_rr_schedule: from the dest after the cursor to the end, then (unless the cursor is
+            // the head) from the start again, stopping at the cursor's dest.
+            let cursor = self.rr.and_then(|k| self.keys.iter().position(|&x| x == k));
+            let mut start = cursor.map_or(0, |c| c + 1);
+            for _pass in 0..2 {
+                for (i, (&key, &w)) in self.keys.iter().zip(weights).enumerate().skip(start) {
+                    if w > 0 {
+                        self.rr = Some(key);
+                        return self.rr;
+                    }
+                    if Some(i) == cursor {
+                        return None;
+                    }
+                }
+                // No second pass from the head.
+                cursor?;
+                start = 0;
+            }
+            None
+        }
+    }
+
+    /// What rvs does: a table per scheduler, rebuilt after each change, walked by a cursor that the
+    /// daemon places with [`rr_pos_after`] / [`wrr_cw_at`], [`wrr_cw_changed`], [`wrr_pos_of`] (as
+    /// encode.rs does, remembering the `cw` it placed the cursor for), and skipped over weight-0
+    /// slots as the data plane does (rvs_sched_rr_probe).
+    #[derive(Default)]
+    struct Rvs {
+        keys: Vec<u32>,
+        weights: Vec<u32>,
+        pos: u64,
+        set: Option<(u64, u32)>,
+    }
+
+    impl Rvs {
+        fn step(&mut self, step: Step, wrr: bool) {
+            let (old_keys, old_weights) = (self.keys.clone(), self.weights.clone());
+            let len = self.keys.len();
+            match step {
+                Step::Add(kw) => {
+                    self.keys.insert(0, kw >> 8);
+                    self.weights.insert(0, kw & 0xff);
+                }
+                Step::Edit(i, w) if len > 0 => self.weights[i % len] = w,
+                Step::Del(i) if len > 0 => {
+                    self.keys.remove(i % len);
+                    self.weights.remove(i % len);
+                }
+                _ => return,
+            }
+            if wrr {
+                let cw = match self.set {
+                    Some((pos, cw)) if pos == self.pos => cw,
+                    _ => wrr_cw_at(&old_weights, self.pos),
+                };
+                let cw = wrr_cw_changed(cw, &self.weights);
+                self.pos = wrr_pos_of(&self.weights, cw);
+                self.set = Some((self.pos, cw));
+            } else if old_keys != self.keys {
+                self.pos = rr_pos_after(&old_keys, self.pos, &self.keys);
+            }
+        }
+
+        fn pick(&mut self, wrr: bool) -> Option<u32> {
+            let table = if wrr {
+                wrr_table(&self.weights)
+            } else {
+                rr_table(&self.weights)
+            };
+            let len = table.len() as u64;
+            for _ in 0..len {
+                let i = table[(self.pos % len) as usize];
+                self.pos += 1;
+                if self.weights[i] > 0 {
+                    return Some(self.keys[i]);
+                }
+            }
+            None
+        }
+    }
+
+    /// Runs `steps` (ipvsadm-like: `+name:w` adds, `=name:w` edits, `-name` deletes, `*n` picks n)
+    /// through both and returns the names picked, checking that they agree.
+    fn replay(wrr: bool, steps: &str) -> String {
+        let (mut ipvs, mut rvs) = (Ipvs::default(), Rvs::default());
+        let mut names: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        for step in steps.split_whitespace() {
+            let (op, rest) = step.split_at(1);
+            let (name, w) = rest.split_once(':').unwrap_or((rest, "0"));
+            let w: u32 = w.parse().unwrap();
+            let key = |names: &mut Vec<String>| match names.iter().position(|n| n == name) {
+                Some(k) => k as u32,
+                None => {
+                    names.push(name.to_owned());
+                    (names.len() - 1) as u32
+                }
+            };
+            let pos_of = |keys: &[u32], k: u32| keys.iter().position(|&x| x == k).unwrap();
+            let step = match op {
+                "+" => Step::Add((key(&mut names) << 8) | w),
+                "=" => Step::Edit(pos_of(&rvs.keys, key(&mut names)), w),
+                "-" => Step::Del(pos_of(&rvs.keys, key(&mut names))),
+                "*" => Step::Pick(name.parse().unwrap()),
+                _ => panic!("bad step {step}"),
+            };
+            ipvs.step(step, wrr);
+            rvs.step(step, wrr);
+            if let Step::Pick(n) = step {
+                for _ in 0..n {
+                    let want = ipvs.pick(wrr);
+                    assert_eq!(rvs.pick(wrr), want, "{steps}: picks so far {out:?}");
+                    out.push(want.map_or("-", |k| names[k as usize].as_str()).to_owned());
+                }
+            }
+        }
+        out.join(" ")
+    }
+
+    #[test]
+    fn rr_after_a_quiesce_goes_on_after_the_last_pick_golden_persistence_part_2() {
+        // persistence.txt: rr, rs1..rs3 added in order; templates of .2, .3, .4 took rs3, rs2, rs1;
+        // rs3 -w 0; the new client .5 gets rs2, then .2 (its template expired) rs1.
+        assert_eq!(
+            replay(false, "+rs1:1 +rs2:1 +rs3:1 *3 =rs3:0 *2"),
+            "rs3 rs2 rs1 rs2 rs1"
+        );
+    }
+
+    #[test]
+    fn rr_after_deletes_and_adds() {
+        // The cursor on rs2 (picked last) deleted: it goes to rs3, before it, and rs1 is next.
+        assert_eq!(
+            replay(false, "+rs1:1 +rs2:1 +rs3:1 *2 -rs2 *2"),
+            "rs3 rs2 rs1 rs3"
+        );
+        // An add goes to the head: next after the cursor (rs1, the last) is the new one.
+        assert_eq!(replay(false, "+rs1:1 +rs2:1 *2 +rs3:1 *3"), "rs2 rs1 rs3 rs2 rs1");
+        // The head deleted while the cursor is on it: back to the head.
+        assert_eq!(
+            replay(false, "+rs1:1 +rs2:1 +rs3:1 *1 -rs3 *3"),
+            "rs3 rs2 rs1 rs2"
+        );
+    }
+
+    #[test]
+    fn wrr_after_a_delete_an_add_and_a_quiesce_golden_keepalived() {
+        // keepalived.txt part 1: wrr rs1=3 rs2=2 rs3=1 (list rs3 rs2 rs1); rs2 removed after 6
+        // connections, 6 more, rs2 added again, 6 more.
+        assert_eq!(
+            replay(true, "+rs1:3 +rs2:2 +rs3:1 *6 -rs2 *6 +rs2:2 *6"),
+            "rs3 rs2 rs1 rs1 rs2 rs1 rs1 rs3 rs1 rs1 rs1 rs3 rs2 rs3 rs1 rs1 rs2 rs1"
+        );
+        // Part 2 (inhibit_on_failure): rs2's weight set to 0 before any connection.
+        assert_eq!(
+            replay(true, "+rs1:3 +rs2:2 +rs3:1 =rs2:0 *6"),
+            "rs3 rs1 rs1 rs1 rs3 rs1"
+        );
+    }
+
+    #[test]
+    fn wrr_edits_in_a_row_keep_the_cw_of_the_first() {
+        // 4,3,2 (di 1): after 4 picks cw is 4; an edit to 5 keeps cw 4 (IPVS scans from the head for
+        // weight >= 4), a second edit with no pick in between starts from that cw, not from the pass
+        // before the cursor.
+        assert_eq!(
+            replay(true, "+c:2 +b:3 +a:4 *4 =c:5 =b:6 *6"),
+            "a b c a a b c a b c"
+        );
     }
 }
 

@@ -420,6 +420,15 @@ impl Dataplane {
         self.maps.dest_cnt(id)
     }
 
+    /// The rr/wrr cursor of service `id` (`rvs_svc_st[id].pos`): the next slot of its table, before
+    /// the modulo.
+    ///
+    /// # Errors
+    /// A map read failed (or `id` is out of range).
+    pub fn svc_pos(&self, id: u32) -> Result<u64, DataplaneError> {
+        Ok(self.maps.svc_state(id)?.pos)
+    }
+
     /// The timeouts the data plane applies.
     ///
     /// # Errors

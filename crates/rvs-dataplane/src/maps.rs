@@ -333,6 +333,13 @@ impl Maps {
             .map_err(|e| DataplaneError::map(map::DEST_CNT, format_args!("get [{id}]"), e))
     }
 
+    /// The scheduler state of service `id` (`rvs_svc_st[id]`).
+    pub(crate) fn svc_state(&self, id: u32) -> Result<SvcState, DataplaneError> {
+        self.svc_st
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::map(map::SVC_ST, format_args!("get [{id}]"), e))
+    }
+
     /// The timeouts (`rvs_timeouts[0]`).
     pub(crate) fn timeouts(&self) -> Result<Timeouts, DataplaneError> {
         self.timeouts

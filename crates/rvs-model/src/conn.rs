@@ -5,8 +5,8 @@
 
 use rvs_abi::{
     Addr, Be32, CONN_C_ACTIVE, CONN_C_DEAD, CONN_F_CONTROLLED, CONN_F_INPUT_ONLY, CONN_F_REPLY,
-    CONN_F_TEMPLATE, ConnKey, ConnVal, DEST_C_OVERLOAD, DEST_F_VALID, DestCnt, DestVal, DropReason, Fwd,
-    SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
+    CONN_F_TEMPLATE, ConnKey, ConnVal, DEST_C_OVERLOAD, DEST_F_OGEN_MASK, DEST_F_VALID, DestCnt, DestVal,
+    DropReason, Fwd, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
 };
 
 use crate::maps::{BPF_ANY, Maps};
@@ -134,7 +134,9 @@ pub fn rvs_conn_expired(maps: &Maps, state: u8, last_ns: u64, now_ns: u64) -> bo
 
 /// Mirrors `rvs_conn_overloaded` (bpf/lib/conn.h).
 pub fn rvs_conn_overloaded(dest: &DestVal, cnt: &DestCnt) -> bool {
-    dest.u_thresh != 0 && cnt.flags & DEST_C_OVERLOAD != 0
+    dest.u_thresh != 0
+        && cnt.flags & DEST_C_OVERLOAD != 0
+        && cnt.flags & DEST_F_OGEN_MASK == dest.flags & DEST_F_OGEN_MASK
 }
 
 /// Mirrors `rvs_conn_bind` (bpf/lib/conn.h).
@@ -148,7 +150,8 @@ pub fn rvs_conn_bind(maps: &mut Maps, dest_id: u32, dest: &DestVal, active: bool
         cnt.inactive = cnt.inactive.wrapping_add(1);
     }
     if dest.u_thresh != 0 && cnt.active.wrapping_add(cnt.inactive) >= dest.u_thresh {
-        cnt.flags |= DEST_C_OVERLOAD;
+        // __sync_lock_test_and_set: the stamp of an older generation is replaced.
+        cnt.flags = (dest.flags & DEST_F_OGEN_MASK) | DEST_C_OVERLOAD;
     }
 }
 
@@ -491,6 +494,7 @@ pub fn rvs_conn_create(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvs_abi::DEST_F_OGEN_SHIFT;
     use tcp::{ACK, FIN, PSH, RST, SYN};
 
     fn st(s: TcpState) -> u8 {
@@ -654,6 +658,30 @@ mod tests {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn overload_counts_only_under_the_generation_it_was_set_in() {
+        // -x 2 reached: overloaded. An edit that raises -x bumps the generation: no longer overloaded,
+        // the counts untouched. The next connection that reaches the new -x sets it again, stamped with
+        // the new generation.
+        let (mut m, d) = dest_maps(2, 0);
+        rvs_conn_bind(&mut m, 3, &d, true);
+        rvs_conn_bind(&mut m, 3, &d, false);
+        let cnt = m.rvs_dest_cnt.lookup(3).unwrap();
+        assert!(rvs_conn_overloaded(&d, &cnt));
+        let raised = DestVal {
+            u_thresh: 3,
+            flags: d.flags | (1 << DEST_F_OGEN_SHIFT),
+            ..d
+        };
+        assert!(!rvs_conn_overloaded(&raised, &cnt));
+        assert_eq!((cnt.active, cnt.inactive), (1, 1));
+        rvs_conn_bind(&mut m, 3, &raised, true);
+        let cnt = m.rvs_dest_cnt.lookup(3).unwrap();
+        assert!(rvs_conn_overloaded(&raised, &cnt));
+        assert_eq!(cnt.flags, (1 << DEST_F_OGEN_SHIFT) | DEST_C_OVERLOAD);
+        assert_eq!((cnt.active, cnt.inactive), (2, 1));
     }
 
     #[test]

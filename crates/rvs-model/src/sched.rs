@@ -119,7 +119,7 @@ pub fn rvs_sched_dest(maps: &Maps, svc: &SvcVal, id: u32) -> Option<DestVal> {
     if d.flags & DEST_F_VALID == 0 || d.svc_id != svc.id {
         return None;
     }
-    if svc.flags & SVC_F_SCHED_FALLBACK != 0 && d.weight == 0 {
+    if d.weight == 0 {
         return None;
     }
     if rvs_sched_overloaded(maps, id, &d) {
@@ -679,6 +679,7 @@ mod tests {
 
     fn dest(svc_id: u32) -> DestVal {
         DestVal {
+            weight: 1,
             svc_id,
             flags: DEST_F_VALID,
             ..Default::default()

@@ -307,6 +307,7 @@ mod tests {
             smac: [0x5; 6],
             ifindex: TEST_RUN_INGRESS_IFINDEX,
             svc_id: 1,
+            weight: 1,
             flags: DEST_F_VALID | DEST_F_NEIGH,
             ..Default::default()
         };

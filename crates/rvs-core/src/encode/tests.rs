@@ -1125,3 +1125,138 @@ fn lblc_tables_go_with_their_service_or_scheduler_and_lblcr_gets_its_expiration(
             .contains(&MapOp::LblcFlush { svc_id: 0 })
     );
 }
+
+/// The `pos` of the `SvcStateSet` in `ops`, if any.
+fn cursor_written(ops: &[MapOp]) -> Option<u64> {
+    ops.iter().find_map(|op| match op {
+        MapOp::SvcStateSet { val, .. } => Some(val.pos),
+        _ => None,
+    })
+}
+
+/// Syncs `t` with the cursors `maps` holds, applies the ops and returns them.
+fn sync_cursors(enc: &mut Encoder, maps: &mut Maps, t: &Table) -> Vec<MapOp> {
+    let st = maps.svc_st.clone();
+    let ops = enc
+        .sync_with_cursors(t, &no_neigh, &|id| st.get(&id).map(|s| s.pos))
+        .unwrap();
+    maps.apply(&ops);
+    ops
+}
+
+#[test]
+fn rr_cursor_stays_on_a_weight_change_and_follows_a_delete() {
+    // persistence.txt: rr, rs1..rs3 added in order (list rs3 rs2 rs1), three picks made.
+    let k = skey(80);
+    let mut t = table(&[
+        Command::AddService(svc(k, "rr")),
+        Command::AddDest(k, dest("198.18.0.11", 1)),
+        Command::AddDest(k, dest("198.18.0.12", 1)),
+        Command::AddDest(k, dest("198.18.0.13", 1)),
+    ]);
+    let (mut enc, mut maps) = (Encoder::new(), Maps::default());
+    sync_cursors(&mut enc, &mut maps, &t);
+    let id = enc.svc_id(&k).unwrap();
+    maps.svc_st.insert(id, SvcState { pos: 3 });
+    // Quiescing rs3 rewrites no table and leaves the cursor: the next pick skips rs3 and takes rs2.
+    t.apply(&Command::EditDest(k, dest("198.18.0.13", 0))).unwrap();
+    let ops = sync_cursors(&mut enc, &mut maps, &t);
+    assert!(
+        ops.iter()
+            .all(|op| !matches!(op, MapOp::SchedSet { .. } | MapOp::SvcStateSet { .. })),
+        "{ops:?}"
+    );
+    // One more pick (rs2: the cursor is past slot 1); deleting rs2 moves IPVS's cursor to rs3, so
+    // the next slot is rs1's, 1 in the new table (rs3 rs1).
+    maps.svc_st.insert(id, SvcState { pos: 5 });
+    t.apply(&Command::DelDest(k, dest("198.18.0.12", 0).key)).unwrap();
+    assert_eq!(cursor_written(&sync_cursors(&mut enc, &mut maps, &t)), Some(1));
+    // Without a cursor to read, an existing service's cursor is left alone.
+    t.apply(&Command::AddDest(k, dest("198.18.0.14", 1))).unwrap();
+    assert_eq!(cursor_written(&enc.sync(&t, &no_neigh).unwrap()), None);
+}
+
+#[test]
+fn wrr_cursor_goes_to_the_pass_of_ipvs_cw_golden_keepalived() {
+    // keepalived.txt: wrr rs1=3 rs2=2 rs3=1, six picks (one period), rs2 removed, six picks, rs2 back.
+    let k = skey(80);
+    let mut t = table(&[
+        Command::AddService(svc(k, "wrr")),
+        Command::AddDest(k, dest("198.18.0.11", 3)),
+        Command::AddDest(k, dest("198.18.0.12", 2)),
+        Command::AddDest(k, dest("198.18.0.13", 1)),
+    ]);
+    let (mut enc, mut maps) = (Encoder::new(), Maps::default());
+    sync_cursors(&mut enc, &mut maps, &t);
+    let id = enc.svc_id(&k).unwrap();
+    maps.svc_st.insert(id, SvcState { pos: 6 });
+    // cw was 2 (the last pass: rs2 rs1) and stays 2: the pass at 2 of (rs3 rs1 | rs1 | rs1) is slot 3.
+    t.apply(&Command::DelDest(k, dest("198.18.0.12", 0).key)).unwrap();
+    let ops = sync_cursors(&mut enc, &mut maps, &t);
+    assert_eq!(written_table(&ops).1.len(), 4);
+    assert_eq!(cursor_written(&ops), Some(3));
+    // Six picks later (rs1 rs3 rs1 rs1 rs1 rs3) cw is 1; rs2 added back: the head at cw 1, slot 0.
+    maps.svc_st.insert(id, SvcState { pos: 9 });
+    t.apply(&Command::AddDest(k, dest("198.18.0.12", 2))).unwrap();
+    assert_eq!(cursor_written(&sync_cursors(&mut enc, &mut maps, &t)), Some(0));
+    // Two picks (rs2 rs3, cw 1); an edit that changes no weight returns wrr to the head too: slot 0.
+    maps.svc_st.insert(id, SvcState { pos: 2 });
+    let mut x = dest("198.18.0.13", 1);
+    x.u_threshold = 10;
+    t.apply(&Command::EditDest(k, x)).unwrap();
+    assert_eq!(cursor_written(&sync_cursors(&mut enc, &mut maps, &t)), Some(0));
+    // Switching to rr puts the cursor at the head.
+    let mut t2 = t.clone();
+    t2.apply(&Command::EditService(svc(k, "rr"))).unwrap();
+    maps.svc_st.insert(id, SvcState { pos: 2 });
+    assert_eq!(cursor_written(&sync_cursors(&mut enc, &mut maps, &t2)), Some(0));
+}
+
+#[test]
+fn an_edit_that_raises_or_removes_x_bumps_the_overload_generation() {
+    let k = skey(80);
+    let with_x = |u: u32, w: u32| Dest {
+        u_threshold: u,
+        ..dest("198.18.0.11", w)
+    };
+    let mut t = table(&[
+        Command::AddService(svc(k, "rr")),
+        Command::AddDest(k, with_x(4, 1)),
+    ]);
+    let mut enc = Encoder::new();
+    enc.sync(&t, &no_neigh).unwrap();
+    let ogen = |ops: &[MapOp]| {
+        ops.iter()
+            .find_map(|op| match op {
+                MapOp::DestSet { val, .. } => Some(val.flags >> rvs_abi::DEST_F_OGEN_SHIFT),
+                _ => None,
+            })
+            .expect("a DestSet")
+    };
+    // (new -x, weight, generation after): lowering keeps it, raising bumps it, removing bumps it,
+    // 0 again (a weight edit) keeps it, setting it from 0 bumps it.
+    for (u, w, want) in [(2, 1, 0), (8, 1, 1), (0, 1, 2), (0, 2, 2), (3, 2, 3)] {
+        t.apply(&Command::EditDest(k, with_x(u, w))).unwrap();
+        assert_eq!(ogen(&enc.sync(&t, &no_neigh).unwrap()), want, "-x {u} -w {w}");
+    }
+}
+
+#[test]
+fn only_a_change_of_the_real_servers_reads_a_cursor() {
+    let k = skey(80);
+    let mut t = table(&[
+        Command::AddService(svc(k, "wrr")),
+        Command::AddDest(k, dest("198.18.0.11", 3)),
+    ]);
+    let mut enc = Encoder::new();
+    let unread = |_: u32| -> Option<u64> { panic!("a cursor was read") };
+    enc.sync_with_cursors(&t, &no_neigh, &unread).unwrap();
+    // A neighbour found: the dest's slot is rewritten, the cursor neither read nor written.
+    let ops = enc.sync_with_cursors(&t, &mac_of, &unread).unwrap();
+    assert!(!ops.is_empty());
+    assert_eq!(cursor_written(&ops), None);
+    // A weight edit reads it (wrr goes back to the head).
+    t.apply(&Command::EditDest(k, dest("198.18.0.11", 4))).unwrap();
+    let ops = enc.sync_with_cursors(&t, &mac_of, &|_| Some(0)).unwrap();
+    assert_eq!(cursor_written(&ops), Some(0));
+}

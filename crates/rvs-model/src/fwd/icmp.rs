@@ -409,6 +409,7 @@ mod tests {
             smac: [0x5; 6],
             ifindex: crate::frame::TEST_RUN_INGRESS_IFINDEX,
             svc_id: 1,
+            weight: 1,
             flags: DEST_F_VALID | DEST_F_NEIGH,
             ..Default::default()
         };
