@@ -10,6 +10,7 @@ mod daemon;
 mod estimator;
 mod neigh;
 mod state;
+mod sweep;
 
 use std::io::IsTerminal;
 use std::path::Path;
