@@ -238,13 +238,25 @@ fn fill(
     Ok(written)
 }
 
-/// What one pass of the incremental sweep did and took.
+/// What one pass of the incremental sweep did and took: CPU time of this thread (the syscalls' time in
+/// the kernel included, time preempted by other work on the machine not), and wall time.
 struct Pass {
     swept: sweep::Swept,
     slices: usize,
-    total: Duration,
+    cpu: Duration,
+    wall: Duration,
     longest: Duration,
     median: Duration,
+}
+
+/// Runs `f`, returning its result, wall time and this thread's CPU time.
+fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, Duration, Duration)> {
+    let cpu0 = crate::bench::thread_cpu_ns()?;
+    let start = Instant::now();
+    let r = f()?;
+    let wall = start.elapsed();
+    let cpu = Duration::from_nanos(crate::bench::thread_cpu_ns()? - cpu0);
+    Ok((r, wall, cpu))
 }
 
 /// One whole pass of the daemon's periodic sweep (crates/rvsd/daemon.rs `Daemon::sweep_slice`, one
@@ -252,22 +264,24 @@ struct Pass {
 fn pass(dp: &mut Dataplane, sweeper: &mut sweep::Sweeper, t: &Timeouts) -> anyhow::Result<Pass> {
     let mut swept = sweep::Swept::default();
     let mut times = Vec::new();
+    let mut wall = Duration::ZERO;
     while swept.passes == 0 {
-        let start = Instant::now();
-        let s = sweeper.slice(dp, now_ns(), t, sweep::SLICE)?;
-        times.push(start.elapsed());
+        let (s, w, cpu) = timed(|| sweeper.slice(dp, now_ns(), t, sweep::SLICE))?;
+        times.push(cpu);
+        wall += w;
         swept.read += s.read;
         swept.due += s.due;
         swept.expired += s.expired;
         swept.passes += s.passes;
     }
-    let total = times.iter().sum();
+    let cpu = times.iter().sum();
     let slices = times.len();
     times.sort_unstable();
     Ok(Pass {
         swept,
         slices,
-        total,
+        cpu,
+        wall,
         longest: times.last().copied().unwrap_or_default(),
         median: times[slices / 2],
     })
@@ -275,16 +289,17 @@ fn pass(dp: &mut Dataplane, sweeper: &mut sweep::Sweeper, t: &Timeouts) -> anyho
 
 fn print_pass(what: &str, p: &Pass) {
     println!(
-        "  {what:<34} {:>8.3} s  ({} entries in {} slices, {}; {} due, {} expired)",
-        secs(p.total),
+        "  {what:<34} {:>8.3} s  CPU ({} entries in {} slices, {}; {} due, {} expired; wall {:.3} s)",
+        secs(p.cpu),
         p.swept.read,
         p.slices,
-        rate(p.swept.read, p.total),
+        rate(p.swept.read, p.cpu),
         p.swept.due,
         p.swept.expired,
+        secs(p.wall),
     );
     println!(
-        "    slice: longest {:.1} ms, median {:.1} ms; a pass at one slice per {} ms: {:.1} s",
+        "    slice CPU: longest {:.1} ms, median {:.1} ms; a pass at one slice per {} ms: {:.1} s",
         p.longest.as_secs_f64() * 1e3,
         p.median.as_secs_f64() * 1e3,
         sweep::PERIOD.as_millis(),
@@ -366,14 +381,13 @@ fn bench_one(n: u32, nat: bool) -> anyhow::Result<()> {
         per((after.available_kb - after_fill.available_kb) as f64 * 1024.0)
     );
 
-    let start = Instant::now();
-    let all = dp.conns().context("read rvs_conn")?;
-    let listed = start.elapsed();
+    let (all, wall, listed) = timed(|| dp.conns().context("read rvs_conn"))?;
     println!(
-        "  full read, -Lnc style (one Vec)    {:>8.3} s  ({} entries, {})",
+        "  full read, -Lnc style (one Vec)    {:>8.3} s  CPU ({} entries, {}; wall {:.3} s)",
         secs(listed),
         all.len(),
-        rate(all.len(), listed)
+        rate(all.len(), listed),
+        secs(wall),
     );
     ensure!(
         all.len() == conns as usize,
@@ -422,20 +436,21 @@ fn bench_one(n: u32, nat: bool) -> anyhow::Result<()> {
     ensure!(p.swept.expired == 0, "a second pass expired {}", p.swept.expired);
     // The sweep before `rvsadm -L` (crates/rvsd/daemon.rs `Daemon::sweep`), from mid-table.
     sweeper.slice(&mut dp, now_ns(), &t, sweep::SLICE)?;
-    let start = Instant::now();
-    let r = sweeper.round(
-        &mut dp,
-        now_ns(),
-        &t,
-        sweep::LIST_SWEEP,
-        rvs_dataplane::CONN_CHUNK,
-    )?;
-    let took = start.elapsed();
+    let (r, wall, cpu) = timed(|| {
+        sweeper.round(
+            &mut dp,
+            now_ns(),
+            &t,
+            sweep::LIST_SWEEP,
+            rvs_dataplane::CONN_CHUNK,
+        )
+    })?;
     println!(
-        "  sweep before a listing             {:>8.3} s  ({} entries, {})",
-        secs(took),
+        "  sweep before a listing             {:>8.3} s  CPU ({} entries, {}; wall {:.3} s)",
+        secs(cpu),
         r.read,
-        rate(r.read, took)
+        rate(r.read, cpu),
+        secs(wall),
     );
 
     drop(dp);
