@@ -11,7 +11,7 @@
 //! data plane's unlocked `+= 1` (an increment that read the old value before the clear writes it back
 //! after it), and would hand the rate estimator counters that go backwards.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
@@ -623,38 +623,42 @@ impl<P: Plane> Daemon<P> {
         Ok(s.expired)
     }
 
-    /// The connections (no reply entries) for `-Lc`, read batch by batch, each batch swept as it is
-    /// read: what is due at `now_ns` is expired rather than listed, and leaves the counters the listing
-    /// reads next. Only the entries listed are kept. Orphan reply entries, in no listing or counter,
-    /// are left to the periodic sweep (judging them takes a lookup each).
+    /// The connections (no reply entries) for `-Lc`, swept as they are listed: what is due at `now_ns`
+    /// is expired rather than listed, and leaves the counters the listing reads next. The due keys are
+    /// judged and handed over one batch of the listing at a time, never kept for the whole table.
+    /// Orphan reply entries, in no listing or counter, are left to the periodic sweep (judging them
+    /// takes a lookup each).
     fn sweep_listed(&mut self, now_ns: u64) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
         let dests = self.plane.dests().context("cannot read the real servers")?;
         let svcs = self.plane.services().context("cannot read the services")?;
         let known = conns::Known::new(&dests, &svcs);
         let t = self.runtime.timeouts;
         let mut conns = Vec::new();
-        let mut due_keys = Vec::new();
-        {
+        self.plane
+            .conn_entry_chunks(&mut |chunk| {
+                conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0).copied());
+            })
+            .context("cannot read the connection table")?;
+        let mut keep = Vec::with_capacity(conns.len());
+        let mut expired = 0;
+        for batch in conns.chunks(rvs_dataplane::CONN_CHUNK) {
             let mut due = conns::Due::new(&known, now_ns, &t);
-            self.plane
-                .conn_entry_chunks(&mut |chunk| {
-                    let from = conns.len();
-                    conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0).copied());
-                    due.feed(&conns[from..]);
-                })
-                .context("cannot read the connection table")?;
+            due.feed(batch);
             // Fed no reply entry, it looks nothing up.
-            due_keys.extend(
-                due.finish(|_| Ok::<_, std::convert::Infallible>(None))
-                    .unwrap_or_else(|e| match e {}),
-            );
+            let keys = due
+                .finish(|_| Ok::<_, std::convert::Infallible>(None))
+                .unwrap_or_else(|e| match e {});
+            if !keys.is_empty() {
+                expired += self.plane.expire_conns(&keys).context("connection expiry")?;
+            }
+            let gone: HashSet<&ConnKey> = keys.iter().collect();
+            keep.extend(batch.iter().map(|(k, _)| !gone.contains(k)));
         }
-        if !due_keys.is_empty() {
-            let gone: std::collections::HashSet<ConnKey> = due_keys.iter().copied().collect();
-            conns.retain(|(k, _)| !gone.contains(k));
-            let n = self.plane.expire_conns(&due_keys).context("connection expiry")?;
-            debug!(expired = n, "swept the connections listed");
+        if expired > 0 {
+            debug!(expired, "swept the connections listed");
         }
+        let mut keep = keep.into_iter();
+        conns.retain(|_| keep.next().unwrap_or(false));
         Ok(conns)
     }
 }
@@ -1480,8 +1484,10 @@ mod tests {
             conn(40101, 6, TcpState::Established, sid, d12, now - 3),
             conn(40102, 6, TcpState::Established, sid, d12, now - 30), // expired
             conn(40103, 6, TcpState::Established, sid, d12 + 7, now),  // its real server is gone
+            conn(40104, 6, TcpState::Established, sid, d12, now),      // of the slot's last server
         ];
         d.plane.fix_gens();
+        d.plane.conns[4].1.dest_gen += 1;
         assert!(d.snapshot(now * SEC, false).unwrap().conns.is_empty());
         let s = d.snapshot(now * SEC + SEC / 2, true).unwrap();
         let rows: Vec<(String, u16, &str, u32)> = s
@@ -1496,6 +1502,9 @@ mod tests {
                 ("198.18.0.12:80".to_owned(), 40101, "ESTABLISHED", 26),
             ]
         );
+        // Listing them swept the entries due, which leave the counters read after.
+        let left: Vec<u16> = d.plane.conns.iter().map(|(k, _)| k.sport.get()).collect();
+        assert_eq!(left, [40100, 40101]);
         let c = &s.conns[0];
         assert_eq!(c.proto, Protocol::Tcp);
         assert_eq!(c.caddr, "198.18.0.1:40100".parse().unwrap());
