@@ -25,14 +25,14 @@ use super::conns::{Due, Known};
 /// How often a slice is swept.
 pub(crate) const PERIOD: Duration = Duration::from_millis(100);
 
-/// Entries a periodic slice reads (whole batches of `rvs_dataplane::CONN_CHUNK`): about 15 to 25 ms of
-/// the loop at 1,000,000 to 10,000,000 entries (docs/performance.md), and a pass over 1,000,000
-/// entries in about 3 s.
+/// Entries a periodic slice reads (whole batches of `rvs_dataplane::CONN_CHUNK`): 15 to 50 ms of the
+/// loop's CPU for DR connections, 40 to 95 ms when half are NAT reply entries (a lookup each), at
+/// 1,000,000 to 10,000,000 entries (docs/performance.md); a pass over 1,000,000 entries in about 3 s.
 pub(crate) const SLICE: usize = 8 * rvs_dataplane::CONN_CHUNK;
 
 /// Entries a listing sweeps before it reads the counters (the daemon's `sweep`, a [`Sweeper::round`]):
 /// the whole table up to this size, so that ActiveConn/InActConn are those of the moment; a larger
-/// table gets this much of it (about 0.1 to 0.2 s), the periodic slices the rest.
+/// table gets this much of it (0.1 to 0.4 s), the periodic slices the rest.
 pub(crate) const LIST_SWEEP: usize = 256 * 1024;
 
 /// The real servers and services are read again at a pass's start once this old, besides after every
