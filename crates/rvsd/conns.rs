@@ -3,8 +3,8 @@
 //! how long the others have left, and the state names `-Lc` prints.
 //!
 //! The data plane applies the same timeouts (written to its `rvs_timeouts` by [`plane_timeouts`]): an
-//! entry past its timeout is a miss there. Deleting entries is the daemon's sweep: it picks the keys
-//! that are due ([`due`]) and the data plane's expiry deletes those still due at that moment, keeping
+//! entry past its timeout is a miss there. Deleting entries is the daemon's sweep (crate::sweep): it
+//! picks the keys that are due ([`Due`]) and the data plane's expiry deletes those still due at that moment, keeping
 //! the per-real-server counters exact. An entry's expiry is computed from its last packet and the
 //! timeouts in force at the time of asking, so a `--set` applies at once to existing entries too (IPVS
 //! re-arms an entry's timer with the new value only at its next packet).
@@ -133,43 +133,66 @@ pub(crate) fn template_remaining_s(val: &ConnVal, now_ns: u64, persist_s: u32) -
     Some(u32::try_from(left).unwrap_or(u32::MAX))
 }
 
-/// The keys the sweep hands to the data plane's expiry, gathered from the table one batch at a time:
-/// persistence templates out of force, connections that timed out, whose real server is gone (a dest slot no longer valid, of another
-/// service, or of another generation: rvs keeps IPVS's `expire_nodest_conn` on) or that a packet
-/// claimed; then NAT reply entries whose connection is gone, going or names another real server. The
-/// data plane decides again for each. Memory: the due keys, plus the live NAT connections and the
-/// reply entries (a reply entry can only be judged once every connection has been seen).
-pub(crate) struct Due {
-    live: HashMap<u32, (u32, u32)>,
+/// What the sweep judges entries against: the valid real servers and the services, as the data plane
+/// holds them.
+pub(crate) struct Known {
+    dests: HashMap<u32, DestVal>,
     vs_of: HashMap<u32, SvcKey>,
     /// Persistence timeout by service id.
     persist_of: HashMap<u32, u32>,
+}
+
+impl Known {
+    /// The real servers `dests` (valid slots) and services `svcs`.
+    pub(crate) fn new(dests: &[(u32, DestVal)], svcs: &[(SvcKey, SvcVal)]) -> Self {
+        Known {
+            dests: dests.iter().copied().collect(),
+            vs_of: svcs.iter().map(|(k, v)| (v.id, *k)).collect(),
+            persist_of: svcs.iter().map(|(_, v)| (v.id, v.persist_s)).collect(),
+        }
+    }
+}
+
+/// The key of the reply entry of NAT connection `key` to real server `dest`.
+/// Mirrors `rvs_conn_reply_key` (bpf/lib/conn.h).
+fn reply_key(key: &ConnKey, dest: &DestVal) -> ConnKey {
+    ConnKey {
+        saddr: dest.addr,
+        daddr: key.saddr,
+        sport: dest.port,
+        dport: key.sport,
+        proto: key.proto,
+        family: key.family,
+        _pad: [0; 2],
+    }
+}
+
+/// The keys the sweep hands to the data plane's expiry, from any part of the table: persistence
+/// templates out of force, connections that timed out, whose real server is gone (a dest slot no
+/// longer valid, of another service, or of another generation: rvs keeps IPVS's `expire_nodest_conn`
+/// on) or that a packet claimed, each NAT connection followed by its reply entry; then NAT reply entries
+/// whose connection is gone or names another real server. The data plane decides again for each.
+///
+/// Memory: the due keys and the reply entries of the entries fed, nothing of the rest of the table. A
+/// reply entry is judged by looking its connection up in the table ([`Due::finish`]), as the data
+/// plane's expiry does (`rvs_expire_reply_live`, bpf/lib/expire.h), not against the connections seen.
+pub(crate) struct Due<'a> {
+    known: &'a Known,
     now_ns: u64,
     t: Timeouts,
     out: Vec<ConnKey>,
-    /// Live NAT connections: key -> dest id.
-    nat: HashMap<ConnKey, u32>,
-    /// Reply entries: (key, the client-side key it leads to, dest id); `None` when no service has its
-    /// id any more.
-    replies: Vec<(ConnKey, Option<ConnKey>, u32)>,
+    /// Reply entries: (key, the client-side key it leads to, dest id).
+    replies: Vec<(ConnKey, ConnKey, u32)>,
 }
 
-impl Due {
-    /// A sweep at `now_ns` over a table whose valid real servers are `dests` and services `svcs`.
-    pub(crate) fn new(
-        dests: &[(u32, DestVal)],
-        svcs: &[(SvcKey, SvcVal)],
-        now_ns: u64,
-        t: &Timeouts,
-    ) -> Self {
+impl<'a> Due<'a> {
+    /// A sweep at `now_ns` over a table whose real servers and services are `known`.
+    pub(crate) fn new(known: &'a Known, now_ns: u64, t: &Timeouts) -> Self {
         Due {
-            live: dests.iter().map(|(id, d)| (*id, (d.svc_id, d.dgen))).collect(),
-            vs_of: svcs.iter().map(|(k, v)| (v.id, *k)).collect(),
-            persist_of: svcs.iter().map(|(_, v)| (v.id, v.persist_s)).collect(),
+            known,
             now_ns,
             t: *t,
             out: Vec::new(),
-            nat: HashMap::new(),
             replies: Vec::new(),
         }
     }
@@ -178,22 +201,29 @@ impl Due {
     pub(crate) fn feed(&mut self, chunk: &[(ConnKey, ConnVal)]) {
         for (k, v) in chunk {
             if v.flags & CONN_F_REPLY != 0 {
-                let client = self.vs_of.get(&v.svc_id).map(|vs| ConnKey {
-                    saddr: k.daddr,
-                    daddr: vs.addr,
-                    sport: k.dport,
-                    dport: vs.port,
-                    proto: k.proto,
-                    family: k.family,
-                    _pad: [0; 2],
-                });
-                self.replies.push((*k, client, v.dest_id));
+                match self.known.vs_of.get(&v.svc_id) {
+                    Some(vs) => {
+                        let client = ConnKey {
+                            saddr: k.daddr,
+                            daddr: vs.addr,
+                            sport: k.dport,
+                            dport: vs.port,
+                            proto: k.proto,
+                            family: k.family,
+                            _pad: [0; 2],
+                        };
+                        self.replies.push((*k, client, v.dest_id));
+                    }
+                    // No service has its id any more: it leads nowhere.
+                    None => self.out.push(*k),
+                }
                 continue;
             }
-            let dest_ok = self.live.get(&v.dest_id) == Some(&(v.svc_id, v.dest_gen));
+            let dest = self.known.dests.get(&v.dest_id);
+            let dest_ok = dest.is_some_and(|d| (d.svc_id, d.dgen) == (v.svc_id, v.dest_gen));
             if v.flags & CONN_F_TEMPLATE != 0 {
                 // A template of a service that is gone is due too.
-                let persist = self.persist_of.get(&v.svc_id).copied();
+                let persist = self.known.persist_of.get(&v.svc_id).copied();
                 if v.cflags & CONN_C_DEAD != 0
                     || !dest_ok
                     || persist.is_none_or(|p| template_expired(v, self.now_ns, p))
@@ -204,24 +234,42 @@ impl Due {
             }
             if v.cflags & CONN_C_DEAD != 0 || !dest_ok || is_expired(k, v, self.now_ns, &self.t) {
                 self.out.push(*k);
-            } else if v.flags & CONN_F_INPUT_ONLY == 0 {
-                self.nat.insert(*k, v.dest_id);
+                // Its reply entry right after it: the data plane's expiry takes the keys in order, so
+                // the connection is gone when the reply entry is judged, which then leads nowhere. Left
+                // to its own turn in the walk, it would wait for the next pass.
+                if v.flags & CONN_F_INPUT_ONLY == 0
+                    && dest_ok
+                    && let Some(d) = dest
+                {
+                    self.out.push(reply_key(k, d));
+                }
             }
         }
     }
 
-    /// The due keys: connections first, then reply entries.
-    pub(crate) fn finish(mut self) -> Vec<ConnKey> {
+    /// The due keys: connections first (each NAT connection's reply entry after it), then the reply
+    /// entries whose connection `lookup` does not find in the table naming the same real server.
+    ///
+    /// # Errors
+    /// The first error of `lookup`.
+    pub(crate) fn finish<E>(
+        mut self,
+        mut lookup: impl FnMut(&ConnKey) -> Result<Option<ConnVal>, E>,
+    ) -> Result<Vec<ConnKey>, E> {
         for (k, client, dest_id) in std::mem::take(&mut self.replies) {
-            if client.and_then(|c| self.nat.get(&c)) != Some(&dest_id) {
+            // Mirrors the test of `rvs_expire_reply_live` (bpf/lib/expire.h): a claimed connection
+            // still counts, its claimer may be replacing it under the same reply entry.
+            let live = lookup(&client)?.is_some_and(|c| c.flags & CONN_F_REPLY == 0 && c.dest_id == dest_id);
+            if !live {
                 self.out.push(k);
             }
         }
-        self.out
+        Ok(self.out)
     }
 }
 
-/// [`Due`] over a whole table at once.
+/// [`Due`] over a whole table at once, fed two entries at a time, each reply entry's connection
+/// looked up in `entries`.
 #[cfg(test)]
 pub(crate) fn due(
     entries: &[(ConnKey, ConnVal)],
@@ -230,11 +278,14 @@ pub(crate) fn due(
     now_ns: u64,
     t: &Timeouts,
 ) -> Vec<ConnKey> {
-    let mut d = Due::new(dests, svcs, now_ns, t);
+    let known = Known::new(dests, svcs);
+    let mut d = Due::new(&known, now_ns, t);
     for chunk in entries.chunks(2) {
         d.feed(chunk);
     }
-    d.finish()
+    let table: HashMap<ConnKey, ConnVal> = entries.iter().copied().collect();
+    d.finish(|k| Ok::<_, std::convert::Infallible>(table.get(k).copied()))
+        .unwrap_or_else(|e| match e {})
 }
 
 #[cfg(test)]
@@ -345,6 +396,10 @@ pub(crate) mod tests {
         ];
         conns[9].1.cflags = CONN_C_DEAD;
         conns[10].1.dest_gen = 2;
+        // DR connections: no reply entry to hand with them.
+        for (_, v) in &mut conns {
+            v.flags |= CONN_F_INPUT_ONLY;
+        }
         let dests = [(7, dest(0, 1)), (9, dest(1, 1))];
         let gone: Vec<u16> = due(&conns, &dests, &[], now * SEC, &D)
             .iter()
@@ -354,51 +409,131 @@ pub(crate) mod tests {
         assert!(due(&[], &dests, &[], 5 * SEC, &D).is_empty());
     }
 
-    #[test]
-    fn due_reply_entries_are_those_without_their_connection() {
-        use TcpState::*;
-        let now = 1000;
+    const RIP: [u8; 4] = [198, 18, 1, 11];
+
+    /// The VIP 198.18.0.100:80/TCP as service 0.
+    fn vip_svc() -> [(SvcKey, SvcVal); 1] {
         let vs = SvcKey {
             addr: addr_v4([198, 18, 0, 100]),
             port: Be16::new(80),
             proto: TCP,
             family: 1,
         };
-        let svcs = [(vs, SvcVal::default())];
-        // Reply entries from RIP 198.18.1.11:8080 to client 198.18.0.1:port (service 0, dest 7).
-        let reply = |cport: u16, dest_id: u32| {
-            (
-                ConnKey {
-                    saddr: addr_v4([198, 18, 1, 11]),
-                    daddr: addr_v4([198, 18, 0, 1]),
-                    sport: Be16::new(8080),
-                    dport: Be16::new(cport),
-                    proto: TCP,
-                    family: 1,
-                    _pad: [0; 2],
-                },
-                ConnVal {
-                    dest_id,
-                    flags: CONN_F_REPLY,
-                    ..ConnVal::default()
-                },
-            )
-        };
+        [(vs, SvcVal::default())]
+    }
+
+    /// NAT real server 198.18.1.11:8080 of service 0, generation 1.
+    fn nat_dest() -> DestVal {
+        DestVal {
+            addr: addr_v4(RIP),
+            port: Be16::new(8080),
+            ..dest(0, 1)
+        }
+    }
+
+    /// The reply entry from RIP:8080 to client 198.18.0.1:`cport` (service 0, dest `dest_id`).
+    fn reply(cport: u16, dest_id: u32) -> (ConnKey, ConnVal) {
+        (
+            ConnKey {
+                saddr: addr_v4(RIP),
+                daddr: addr_v4([198, 18, 0, 1]),
+                sport: Be16::new(8080),
+                dport: Be16::new(cport),
+                proto: TCP,
+                family: 1,
+                _pad: [0; 2],
+            },
+            ConnVal {
+                dest_id,
+                flags: CONN_F_REPLY,
+                ..ConnVal::default()
+            },
+        )
+    }
+
+    #[test]
+    fn due_reply_entries_are_those_without_their_connection() {
+        use TcpState::*;
+        let now = 1000;
         let entries = [
             conn(1, TCP, Established, 0, 7, now - 10), // live, with its reply entry
             reply(1, 7),
-            conn(2, TCP, Close, 0, 7, now - 11), // timed out: its reply entry goes too
+            conn(2, TCP, Close, 0, 7, now - 11), // timed out: its reply entry goes right after it
             reply(2, 7),
             reply(3, 7), // no connection
             conn(4, TCP, Established, 0, 7, now - 10),
             reply(4, 8), // the connection names another real server
         ];
-        let dests = [(7, dest(0, 1))];
-        let gone: Vec<(u16, u16)> = due(&entries, &dests, &svcs, now * SEC, &D)
+        let dests = [(7, nat_dest())];
+        let gone: Vec<(u16, u16)> = due(&entries, &dests, &vip_svc(), now * SEC, &D)
             .iter()
             .map(|k| (k.sport.get(), k.dport.get()))
             .collect();
         assert_eq!(gone, [(2, 80), (8080, 2), (8080, 3), (8080, 4)]);
+    }
+
+    #[test]
+    fn a_reply_entry_is_judged_by_looking_its_connection_up_not_by_the_entries_fed() {
+        use TcpState::*;
+        let now = 1000;
+        let known = Known::new(&[(7, nat_dest())], &vip_svc());
+        let live = conn(1, TCP, Established, 0, 7, now - 10);
+        let claimed = {
+            let (k, mut v) = conn(5, TCP, Established, 0, 7, now - 10);
+            v.cflags = CONN_C_DEAD;
+            (k, v)
+        };
+        // A slice of reply entries only: their connections are elsewhere in the table.
+        let mut d = Due::new(&known, now * SEC, &D);
+        d.feed(&[reply(1, 7), reply(3, 7), reply(5, 7)]);
+        let mut asked = Vec::new();
+        let gone = d
+            .finish(|k| {
+                asked.push(k.sport.get());
+                Ok::<_, ()>([live, claimed].iter().find(|(c, _)| c == k).map(|(_, v)| *v))
+            })
+            .unwrap();
+        assert_eq!(
+            asked,
+            [1, 3, 5],
+            "one lookup per reply entry, of its client-side key"
+        );
+        let gone: Vec<u16> = gone.iter().map(|k| k.dport.get()).collect();
+        assert_eq!(
+            gone,
+            [3],
+            "only the orphan; a claimed connection still holds its reply entry"
+        );
+
+        // A lookup that fails fails the sweep; a reply entry of a service gone needs no lookup.
+        let mut d = Due::new(&known, now * SEC, &D);
+        d.feed(&[reply(1, 7)]);
+        assert_eq!(d.finish(|_| Err("EPERM")), Err("EPERM"));
+        let mut d = Due::new(&known, now * SEC, &D);
+        let (k, mut v) = reply(1, 7);
+        v.svc_id = 9;
+        d.feed(&[(k, v)]);
+        assert_eq!(
+            d.finish(|_| -> Result<_, ()> { panic!("looked up") }),
+            Ok(vec![k])
+        );
+    }
+
+    #[test]
+    fn a_due_connection_hands_its_reply_entry_only_if_it_has_one_and_its_dest_is_known() {
+        use TcpState::*;
+        let now = 1000;
+        let known = Known::new(&[(7, nat_dest())], &vip_svc());
+        let mut d = Due::new(&known, now * SEC, &D);
+        let nat = conn(2, TCP, Close, 0, 7, now - 11);
+        let mut dr = conn(3, TCP, Close, 0, 7, now - 11);
+        dr.1.flags = CONN_F_INPUT_ONLY;
+        let mut regenerated = conn(4, TCP, Close, 0, 7, now - 11);
+        regenerated.1.dest_gen = 2;
+        let gone_dest = conn(6, TCP, Close, 0, 8, now - 11);
+        d.feed(&[nat, dr, regenerated, gone_dest]);
+        let gone = d.finish(|_| -> Result<_, ()> { panic!("looked up") }).unwrap();
+        assert_eq!(gone, [nat.0, reply(2, 7).0, dr.0, regenerated.0, gone_dest.0]);
     }
 
     #[test]

@@ -11,15 +11,14 @@
 //! data plane's unlocked `+= 1` (an increment that read the old value before the clear writes it back
 //! after it), and would hand the rate estimator counters that go backwards.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use rvs_abi::{
-    Addr, CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, DestVal, Family, LblcKey,
-    LblcVal, MapOp, Stats, SvcKey, SvcVal,
+    Addr, CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, Family, LblcKey, LblcVal,
+    MapOp, Stats, SvcVal,
 };
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::MAX_TIMEOUT;
@@ -38,27 +37,17 @@ use crate::estimator::{self, Estimator};
 use crate::lblc;
 use crate::neigh::{self, NeighMap, Resolver};
 use crate::state::{Baseline, RulesFile, Runtime, RuntimeFile};
+use crate::sweep::{self, ConnSink, ConnTable, Sweeper};
 
-/// How often expired connections are deleted (and leave their real server's counters, which the
-/// count-driven schedulers read).
-const SWEEP: Duration = Duration::from_secs(1);
-
-/// Takes the connection table one batch at a time.
-pub(crate) type ConnSink<'a> = dyn FnMut(&[(ConnKey, ConnVal)]) + 'a;
-
-/// What the daemon needs from the data plane; implemented by `rvs_dataplane::Dataplane`, and by a fake
-/// in tests.
-pub(crate) trait Plane {
+/// What the daemon needs from the data plane beyond the sweep's needs; implemented by
+/// `rvs_dataplane::Dataplane`, and by a fake in tests.
+pub(crate) trait Plane: ConnTable {
     fn apply(&mut self, ops: &[MapOp]) -> anyhow::Result<()>;
-    fn services(&self) -> anyhow::Result<Vec<(SvcKey, SvcVal)>>;
-    fn dests(&self) -> anyhow::Result<Vec<(u32, DestVal)>>;
     fn svc_stats(&self, id: u32) -> anyhow::Result<Stats>;
     fn dest_stats(&self, id: u32) -> anyhow::Result<Stats>;
     /// Every entry of the connection table (NAT reply entries included), read and handed over one
     /// batch at a time; returns how many.
     fn conn_entry_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize>;
-    /// The data plane's expiry of `keys` (those still due); how many it deleted.
-    fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize>;
     /// The connection counters of a real server, exact as the data plane keeps them.
     fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt>;
     /// The timeouts the data plane applies.
@@ -75,12 +64,6 @@ impl Plane for Dataplane {
     fn apply(&mut self, ops: &[MapOp]) -> anyhow::Result<()> {
         Ok(Dataplane::apply(self, ops)?)
     }
-    fn services(&self) -> anyhow::Result<Vec<(SvcKey, SvcVal)>> {
-        Ok(Dataplane::services(self)?)
-    }
-    fn dests(&self) -> anyhow::Result<Vec<(u32, DestVal)>> {
-        Ok(Dataplane::dests(self)?)
-    }
     fn svc_stats(&self, id: u32) -> anyhow::Result<Stats> {
         Ok(Dataplane::svc_stats(self, id)?)
     }
@@ -89,9 +72,6 @@ impl Plane for Dataplane {
     }
     fn conn_entry_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
         Ok(Dataplane::conn_entry_chunks(self, f)?)
-    }
-    fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
-        Ok(Dataplane::expire_conns(self, keys)?)
     }
     fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt> {
         Ok(Dataplane::dest_cnt(self, id)?)
@@ -213,6 +193,8 @@ pub(crate) struct Daemon<P> {
     lblc_gc: lblc::Gc,
     lblc_expiration: u32,
     lblcr_expiration: u32,
+    /// Where the periodic sweep of the connection table is.
+    sweeper: Sweeper,
 }
 
 impl<P: Plane> Daemon<P> {
@@ -250,13 +232,13 @@ impl<P: Plane> Daemon<P> {
             lblc_gc: lblc::Gc::default(),
             lblc_expiration: rvs_core::encode::LBLC_EXPIRATION_DEFAULT_S,
             lblcr_expiration: rvs_core::encode::LBLC_EXPIRATION_DEFAULT_S,
+            sweeper: Sweeper::new(),
         };
         d.plane
             .set_timeouts(&conns::plane_timeouts(&d.runtime.timeouts))
             .context("cannot write the timeouts to the data plane")?;
         let ops = d.sync_ops().context("cannot encode the restored rules")?;
-        d.plane
-            .apply(&ops)
+        d.apply_ops(&ops)
             .context("cannot write the restored rules to the data plane")?;
         d.prune_baselines();
         d.tick_estimators();
@@ -364,8 +346,10 @@ impl<P: Plane> Daemon<P> {
                 let now = now_ns();
                 // IPVS takes a connection out of its counters the moment its timer fires; the data
                 // plane's counters follow only when the sweep deletes it. Sweeping first makes the
-                // listing's ActiveConn/InActConn those of this moment.
-                if let Err(e) = self.sweep(now) {
+                // listing's ActiveConn/InActConn those of this moment (-Lc sweeps what it reads).
+                if req == Request::List
+                    && let Err(e) = self.sweep(now)
+                {
                     warn!("connection sweep before a listing: {e:#}");
                 }
                 match self.snapshot(now, req == Request::ListConns) {
@@ -493,6 +477,15 @@ impl<P: Plane> Daemon<P> {
         }
     }
 
+    /// Writes `ops` to the maps; the sweep reads the real servers and services again after any.
+    fn apply_ops(&mut self, ops: &[MapOp]) -> anyhow::Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.sweeper.forget_config();
+        self.plane.apply(ops)
+    }
+
     fn commit(&mut self, next: Table) -> Result<(), Refusal> {
         let (neigh, plane) = (&self.neigh, &self.plane);
         // A refusing sync leaves the encoder as it was, and nothing has been written yet. rr/wrr
@@ -501,7 +494,7 @@ impl<P: Plane> Daemon<P> {
             .encoder
             .sync_with_cursors(&next, &|ip| neigh.get(&ip).copied(), &|id| plane.svc_pos(id))
             .map_err(Refusal::Encoder)?;
-        if let Err(e) = self.plane.apply(&ops) {
+        if let Err(e) = self.apply_ops(&ops) {
             self.recover();
             return Err(Refusal::Failed(format!(
                 "data plane refused the change (undone): {e:#}"
@@ -524,7 +517,7 @@ impl<P: Plane> Daemon<P> {
         let r = (|| -> anyhow::Result<()> {
             self.encoder = Encoder::adopt(&self.plane.services()?, &self.plane.dests()?);
             let ops = self.sync_ops()?;
-            self.plane.apply(&ops)
+            self.apply_ops(&ops)
         })();
         if let Err(e) = r {
             error!("cannot restore the data plane to the saved rules: {e:#}");
@@ -537,7 +530,7 @@ impl<P: Plane> Daemon<P> {
             if !ops.is_empty() {
                 debug!(map_ops = ops.len(), "resync");
             }
-            self.plane.apply(&ops)
+            self.apply_ops(&ops)
         });
         if let Err(e) = r {
             warn!("data plane update failed, rebuilding from the maps: {e:#}");
@@ -554,18 +547,16 @@ impl<P: Plane> Daemon<P> {
     }
 
     /// The table with counters since `-Z`, rates and timeouts; ActiveConn/InActConn/PersistConn as the
-    /// data plane counts them, and the connection entries themselves (as of `now_ns`) if `with_conns`.
-    pub(crate) fn snapshot(&self, now_ns: u64, with_conns: bool) -> anyhow::Result<Snapshot> {
+    /// data plane counts them, and the connection entries themselves (as of `now_ns`) if `with_conns`,
+    /// whose reading expires those due first ([`Daemon::sweep_listed`]).
+    pub(crate) fn snapshot(&mut self, now_ns: u64, with_conns: bool) -> anyhow::Result<Snapshot> {
         let t = self.runtime.timeouts;
-        // Entries only for -Lc, read batch by batch: the counts come from the data plane's counters.
-        let mut conns = Vec::new();
-        if with_conns {
-            self.plane
-                .conn_entry_chunks(&mut |chunk| {
-                    conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0).copied());
-                })
-                .context("cannot read the connection table")?;
-        }
+        // Entries only for -Lc: the counts come from the data plane's counters, read after.
+        let conns = if with_conns {
+            self.sweep_listed(now_ns)?
+        } else {
+            Vec::new()
+        };
         let rate = |k: &StatsKey, id: Option<u32>| {
             self.est
                 .get(k)
@@ -638,22 +629,65 @@ impl<P: Plane> Daemon<P> {
         })
     }
 
-    /// Expires what IPVS would have removed by `now_ns`: connections past their timeout or whose real
-    /// server is gone, and NAT reply entries left without their connection. The table is read in
-    /// batches (one syscall per `rvs_dataplane::CONN_CHUNK` entries) and only the due keys are kept;
-    /// the data plane decides again for each (bpf/lib/expire.h). Returns how many entries it deleted.
+    /// The periodic sweep: expires what IPVS would have removed by `now_ns` (connections past their
+    /// timeout or whose real server is gone, NAT reply entries left without their connection) in the
+    /// next slice of [`sweep::SLICE`] entries of the table; the data plane decides again for each
+    /// (bpf/lib/expire.h). Returns what it did.
+    pub(crate) fn sweep_slice(&mut self, now_ns: u64) -> anyhow::Result<sweep::Swept> {
+        self.sweeper
+            .slice(&mut self.plane, now_ns, &self.runtime.timeouts, sweep::SLICE)
+    }
+
+    /// The sweep before a listing: on from the periodic sweep's cursor round the whole table, or
+    /// [`sweep::LIST_SWEEP`] entries of a larger one. Returns how many entries it deleted.
     pub(crate) fn sweep(&mut self, now_ns: u64) -> anyhow::Result<usize> {
+        let s = self.sweeper.round(
+            &mut self.plane,
+            now_ns,
+            &self.runtime.timeouts,
+            sweep::LIST_SWEEP,
+            rvs_dataplane::CONN_CHUNK,
+        )?;
+        Ok(s.expired)
+    }
+
+    /// The connections (no reply entries) for `-Lc`, swept as they are listed: what is due at `now_ns`
+    /// is expired rather than listed, and leaves the counters the listing reads next. The due keys are
+    /// judged and handed over one batch of the listing at a time, never kept for the whole table.
+    /// Orphan reply entries, in no listing or counter, are left to the periodic sweep (judging them
+    /// takes a lookup each).
+    fn sweep_listed(&mut self, now_ns: u64) -> anyhow::Result<Vec<(ConnKey, ConnVal)>> {
         let dests = self.plane.dests().context("cannot read the real servers")?;
         let svcs = self.plane.services().context("cannot read the services")?;
-        let mut due = conns::Due::new(&dests, &svcs, now_ns, &self.runtime.timeouts);
+        let known = conns::Known::new(&dests, &svcs);
+        let t = self.runtime.timeouts;
+        let mut conns = Vec::new();
         self.plane
-            .conn_entry_chunks(&mut |chunk| due.feed(chunk))
+            .conn_entry_chunks(&mut |chunk| {
+                conns.extend(chunk.iter().filter(|(_, v)| v.flags & CONN_F_REPLY == 0).copied());
+            })
             .context("cannot read the connection table")?;
-        let keys = due.finish();
-        if keys.is_empty() {
-            return Ok(0);
+        let mut keep = Vec::with_capacity(conns.len());
+        let mut expired = 0;
+        for batch in conns.chunks(rvs_dataplane::CONN_CHUNK) {
+            let mut due = conns::Due::new(&known, now_ns, &t);
+            due.feed(batch);
+            // Fed no reply entry, it looks nothing up.
+            let keys = due
+                .finish(|_| Ok::<_, std::convert::Infallible>(None))
+                .unwrap_or_else(|e| match e {});
+            if !keys.is_empty() {
+                expired += self.plane.expire_conns(&keys).context("connection expiry")?;
+            }
+            let gone: HashSet<&ConnKey> = keys.iter().collect();
+            keep.extend(batch.iter().map(|(k, _)| !gone.contains(k)));
         }
-        self.plane.expire_conns(&keys).context("connection expiry")
+        if expired > 0 {
+            debug!(expired, "swept the connections listed");
+        }
+        let mut keep = keep.into_iter();
+        conns.retain(|_| keep.next().unwrap_or(false));
+        Ok(conns)
     }
 
     /// Sets IPVS's lblc_expiration and lblcr_expiration (s) for [`Self::lblc_expire`].
@@ -768,8 +802,8 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
         runtime.baselines.clear();
     }
     let (mut encoder, seed) = if adopted {
-        let svcs = Plane::services(&dp)?;
-        let dests = Plane::dests(&dp)?;
+        let svcs = ConnTable::services(&dp)?;
+        let dests = ConnTable::dests(&dp)?;
         info!(
             pin_dir = %cfg.pin_dir.display(),
             services = svcs.len(),
@@ -812,7 +846,7 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sweep = tokio::time::interval(SWEEP);
+    let mut sweep = tokio::time::interval(sweep::PERIOD);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // The kernel re-arms its estimator timer 2 s after each run: a late tick delays the next one.
     let mut est =
@@ -836,9 +870,9 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             Some(map) = neigh_rx.recv() => daemon.set_neighbors(map),
             _ = est.tick() => daemon.tick_estimators(),
-            _ = sweep.tick() => match daemon.sweep(now_ns()) {
-                Ok(0) => {}
-                Ok(n) => debug!(expired = n, "swept the connection table"),
+            _ = sweep.tick() => match daemon.sweep_slice(now_ns()) {
+                Ok(s) if s.expired == 0 => {}
+                Ok(s) => debug!(read = s.read, expired = s.expired, "swept a slice of the connection table"),
                 Err(e) => warn!("connection sweep: {e:#}"),
             },
             _ = lblc_tick.tick() => match daemon.lblc_expire(now_ns()) {
@@ -857,14 +891,16 @@ pub(crate) async fn run(cfg: Config) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::path::PathBuf;
 
-    use rvs_abi::{DEST_F_NEIGH, TcpState};
+    use rvs_abi::{DEST_F_NEIGH, DestVal, SvcKey, SvcVal, TcpState};
     use rvs_core::ApplyError;
     use rvs_core::ipvsadm::parse_rules;
 
     use super::*;
+    use rvs_dataplane::ConnCursor;
+
     use crate::backend::Neighbor;
     use crate::conns::tests::conn;
 
@@ -911,6 +947,55 @@ mod tests {
         }
     }
 
+    /// The fake's hash bucket of `k`, of 64: the cursor of its sliced walk.
+    fn fake_bucket(k: &ConnKey) -> u32 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        k.hash(&mut h);
+        (h.finish() % 64) as u32
+    }
+
+    impl ConnTable for FakePlane {
+        fn services(&self) -> anyhow::Result<Vec<(SvcKey, SvcVal)>> {
+            Ok(self.svcs.iter().map(|(k, v)| (*k, *v)).collect())
+        }
+        fn dests(&self) -> anyhow::Result<Vec<(u32, DestVal)>> {
+            Ok(self.dests.iter().map(|(k, v)| (*k, *v)).collect())
+        }
+        /// As the kernel's batch walk: whole buckets in bucket order, two entries a batch at least.
+        fn conn_entry_slice(
+            &self,
+            from: ConnCursor,
+            max: usize,
+            f: &mut ConnSink<'_>,
+        ) -> anyhow::Result<(usize, Option<ConnCursor>)> {
+            let mut read = 0;
+            for b in from.bucket()..64 {
+                if read >= max {
+                    return Ok((read, Some(ConnCursor::at_bucket(b))));
+                }
+                let bucket: Vec<_> = self
+                    .conns
+                    .iter()
+                    .filter(|(k, _)| fake_bucket(k) == b)
+                    .copied()
+                    .collect();
+                read += bucket.len();
+                bucket.chunks(2).for_each(&mut *f);
+            }
+            Ok((read, None))
+        }
+        fn conn_get(&self, key: &ConnKey) -> anyhow::Result<Option<ConnVal>> {
+            Ok(self.conns.iter().find(|(k, _)| k == key).map(|(_, v)| *v))
+        }
+        /// Deletes what it is given: the data plane's second look is the difftests' business.
+        fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
+            let before = self.conns.len();
+            self.conns.retain(|(k, _)| !keys.contains(k));
+            Ok(before - self.conns.len())
+        }
+    }
+
     impl Plane for FakePlane {
         fn apply(&mut self, ops: &[MapOp]) -> anyhow::Result<()> {
             for (i, op) in ops.iter().enumerate() {
@@ -939,12 +1024,6 @@ mod tests {
             }
             Ok(())
         }
-        fn services(&self) -> anyhow::Result<Vec<(SvcKey, SvcVal)>> {
-            Ok(self.svcs.iter().map(|(k, v)| (*k, *v)).collect())
-        }
-        fn dests(&self) -> anyhow::Result<Vec<(u32, DestVal)>> {
-            Ok(self.dests.iter().map(|(k, v)| (*k, *v)).collect())
-        }
         fn svc_stats(&self, id: u32) -> anyhow::Result<Stats> {
             Ok(self.svc_st.get(&id).copied().unwrap_or(Stats {
                 conns: 100 + u64::from(id),
@@ -963,12 +1042,6 @@ mod tests {
         fn conn_entry_chunks(&self, f: &mut ConnSink<'_>) -> anyhow::Result<usize> {
             self.conns.chunks(2).for_each(&mut *f);
             Ok(self.conns.len())
-        }
-        /// Deletes what it is given: the data plane's second look is the difftests' business.
-        fn expire_conns(&mut self, keys: &[ConnKey]) -> anyhow::Result<usize> {
-            let before = self.conns.len();
-            self.conns.retain(|(k, _)| !keys.contains(k));
-            Ok(before - self.conns.len())
         }
         fn dest_cnt(&self, id: u32) -> anyhow::Result<DestCnt> {
             Ok(self.cnt.get(&id).copied().unwrap_or_default())
@@ -1531,8 +1604,10 @@ mod tests {
             conn(40101, 6, TcpState::Established, sid, d12, now - 3),
             conn(40102, 6, TcpState::Established, sid, d12, now - 30), // expired
             conn(40103, 6, TcpState::Established, sid, d12 + 7, now),  // its real server is gone
+            conn(40104, 6, TcpState::Established, sid, d12, now),      // of the slot's last server
         ];
         d.plane.fix_gens();
+        d.plane.conns[4].1.dest_gen += 1;
         assert!(d.snapshot(now * SEC, false).unwrap().conns.is_empty());
         let s = d.snapshot(now * SEC + SEC / 2, true).unwrap();
         let rows: Vec<(String, u16, &str, u32)> = s
@@ -1547,14 +1622,206 @@ mod tests {
                 ("198.18.0.12:80".to_owned(), 40101, "ESTABLISHED", 26),
             ]
         );
+        // Listing them swept the entries due, which leave the counters read after.
+        let left: Vec<u16> = d.plane.conns.iter().map(|(k, _)| k.sport.get()).collect();
+        assert_eq!(left, [40100, 40101]);
         let c = &s.conns[0];
         assert_eq!(c.proto, Protocol::Tcp);
         assert_eq!(c.caddr, "198.18.0.1:40100".parse().unwrap());
         assert_eq!(c.vaddr, "198.18.0.100:80".parse().unwrap());
-        // handle() reads the real clock, by which these entries are long expired: it sweeps them first.
+        // handle() reads the real clock, by which entries last seen at boot are long expired: it sweeps
+        // them as it reads them.
+        for (_, v) in &mut d.plane.conns {
+            v.last_ns = 0;
+        }
         assert!(matches!(d.handle(Request::ListConns), Response::Snapshot(_)));
         assert!(d.plane.conns.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A daemon with RULES and `n` ESTABLISHED connections on .11 from ports 1.., every third one
+    /// last seen 100 s before `now` (expired with `--set 30 20 10`), the others at `now`.
+    fn swept_daemon(tag: &str, n: u16, now: u64) -> (Daemon<FakePlane>, PathBuf) {
+        let dir = state_dir(tag);
+        let mut d = fresh(&dir);
+        let set = Request::SetTimeouts {
+            tcp: 30,
+            tcpfin: 20,
+            udp: 10,
+        };
+        assert_eq!(d.handle(set), Response::Ok);
+        assert_eq!(d.apply(&cmds(RULES)), Response::Ok);
+        let key = svc_key(VIP);
+        let sid = d.encoder.svc_id(&key).unwrap();
+        let d11 = d.encoder.dest_id(&key, &dkey(11, 80)).unwrap();
+        d.plane.conns = (1..=n)
+            .map(|p| {
+                let last = if p % 3 == 0 { now - 100 } else { now };
+                conn(p, 6, TcpState::Established, sid, d11, last)
+            })
+            .collect();
+        d.plane.fix_gens();
+        (d, dir)
+    }
+
+    fn ports(d: &Daemon<FakePlane>) -> BTreeSet<u16> {
+        d.plane.conns.iter().map(|(k, _)| k.sport.get()).collect()
+    }
+
+    #[test]
+    fn slices_resume_where_the_last_stopped_and_a_pass_expires_everything_due_once() {
+        let now = 10_000;
+        let (mut d, dir) = swept_daemon("slices", 300, now);
+        let live: BTreeSet<u16> = (1..=300).filter(|p| p % 3 != 0).collect();
+        let t = d.runtime.timeouts;
+        let mut slices = 0;
+        let mut seen = 0;
+        loop {
+            let before = d.sweeper.cursor();
+            let s = d.sweeper.slice(&mut d.plane, now * SEC, &t, 20).unwrap();
+            slices += 1;
+            seen += s.read;
+            // Another deletion between slices (a packet's claim, a user's -d): the walk goes on.
+            if slices == 3 {
+                d.plane.conns.retain(|(k, _)| k.sport.get() != 1);
+            }
+            if s.passes == 1 {
+                assert_eq!(d.sweeper.cursor(), ConnCursor::START);
+                break;
+            }
+            assert!(d.sweeper.cursor() > before, "the cursor moves on");
+            assert!(s.read >= 20, "a slice short of its size ends the pass: {s:?}");
+        }
+        assert!(slices >= 10, "300 entries in slices of 20: {slices} slices");
+        assert!(
+            (299..=300).contains(&seen),
+            "each entry read once in the pass: {seen}"
+        );
+        let mut want = live.clone();
+        want.remove(&1);
+        assert_eq!(ports(&d), want, "every due entry expired, every live one kept");
+        // The next pass starts over and finds nothing.
+        let s = d
+            .sweeper
+            .round(&mut d.plane, now * SEC, &t, usize::MAX, 10)
+            .unwrap();
+        assert_eq!((s.read, s.expired, s.passes), (want.len(), 0, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_round_from_mid_table_goes_round_once_and_a_budget_bounds_it() {
+        let now = 10_000;
+        let (mut d, dir) = swept_daemon("round", 200, now);
+        let t = d.runtime.timeouts;
+        // Half way through a pass: the listing's round goes on from there, past the end and back.
+        d.sweeper.slice(&mut d.plane, 0, &t, 100).unwrap();
+        let start = d.sweeper.cursor();
+        assert!(start > ConnCursor::START);
+        let s = d
+            .sweeper
+            .round(&mut d.plane, now * SEC, &t, usize::MAX, 10)
+            .unwrap();
+        assert!(s.read >= 200 && s.read < 220, "once round, not twice: {s:?}");
+        assert_eq!((s.expired, s.passes), (66, 1));
+        assert!(d.sweeper.cursor() >= start, "stops where it started");
+        assert!(ports(&d).iter().all(|p| p % 3 != 0));
+
+        // A budget smaller than the table: that much, and the periodic slices go on from there.
+        let (mut d, dir2) = swept_daemon("round-budget", 200, now);
+        let s = d.sweeper.round(&mut d.plane, now * SEC, &t, 50, 10).unwrap();
+        assert!(s.read >= 50 && s.read < 200, "{s:?}");
+        assert_eq!(s.passes, 0);
+        assert_eq!(200 - ports(&d).len(), s.expired);
+        // The daemon's own sweep before a listing covers this small table whole.
+        assert_eq!(d.sweep(now * SEC).unwrap(), 66 - s.expired);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir2).unwrap();
+    }
+
+    #[test]
+    fn the_periodic_sweep_expires_an_orphan_reply_entry_by_looking_its_connection_up() {
+        use rvs_abi::{Be16, CONN_F_INPUT_ONLY, DEST_F_VALID, addr_v4};
+        let now = 10_000;
+        let vs = SvcKey {
+            addr: addr_v4([198, 18, 0, 100]),
+            port: Be16::new(80),
+            proto: 6,
+            family: 1,
+        };
+        let rip = DestVal {
+            addr: addr_v4([198, 18, 1, 11]),
+            port: Be16::new(8080),
+            family: 1,
+            fwd: rvs_abi::Fwd::Nat as u8,
+            svc_id: 0,
+            flags: DEST_F_VALID,
+            dgen: 1,
+            ..DestVal::default()
+        };
+        let mut plane = FakePlane::default();
+        plane.svcs.insert(vs, SvcVal::default());
+        plane.dests.insert(7, rip);
+        // Reply entry of client port `p`, from RIP:8080 to 198.18.0.1:p.
+        let reply = |p: u16| {
+            let (k, v) = conn(p, 6, TcpState::Established, 0, 7, now);
+            let rk = ConnKey {
+                saddr: rip.addr,
+                daddr: k.saddr,
+                sport: rip.port,
+                dport: k.sport,
+                ..k
+            };
+            (
+                rk,
+                ConnVal {
+                    flags: CONN_F_REPLY,
+                    ..v
+                },
+            )
+        };
+        // 40 NAT connections with their reply entries; connection 5's is gone (an orphan reply
+        // entry), connection 6 has timed out (both its entries go), 7 is a DR connection.
+        for p in 1..=40u16 {
+            let last = if p == 6 { now - 1000 } else { now };
+            let (k, mut v) = conn(p, 6, TcpState::Established, 0, 7, last);
+            if p == 7 {
+                v.flags = CONN_F_INPUT_ONLY;
+            } else {
+                plane.conns.push(reply(p));
+            }
+            if p != 5 {
+                plane.conns.push((k, v));
+            }
+        }
+        let t = Timeouts::default();
+        let mut sweeper = Sweeper::new();
+        let mut total = sweep::Swept::default();
+        while total.passes == 0 {
+            let s = sweeper.slice(&mut plane, now * SEC, &t, 8).unwrap();
+            assert!(s.read < 8 + 8, "a slice is bounded: {s:?}");
+            total.read += s.read;
+            total.expired += s.expired;
+            total.passes += s.passes;
+        }
+        assert_eq!(
+            total.expired, 3,
+            "the orphan, and connection 6 with its reply entry"
+        );
+        let left: BTreeSet<(u16, bool)> = plane
+            .conns
+            .iter()
+            .map(|(k, v)| {
+                let reply = v.flags & CONN_F_REPLY != 0;
+                (if reply { k.dport.get() } else { k.sport.get() }, reply)
+            })
+            .collect();
+        let want: BTreeSet<(u16, bool)> = (1..=40u16)
+            .filter(|p| *p != 6)
+            .flat_map(|p| [(p, false), (p, true)])
+            .filter(|(p, r)| *p != 5 && !(*p == 7 && *r))
+            .collect();
+        assert_eq!(left, want);
     }
 
     #[test]

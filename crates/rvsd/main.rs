@@ -11,6 +11,7 @@ mod estimator;
 mod lblc;
 mod neigh;
 mod state;
+mod sweep;
 
 use std::io::IsTerminal;
 use std::path::Path;

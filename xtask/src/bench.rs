@@ -112,7 +112,7 @@ struct Sample {
 }
 
 /// This thread's CPU time in ns (first field of schedstat).
-fn thread_cpu_ns() -> anyhow::Result<u64> {
+pub(crate) fn thread_cpu_ns() -> anyhow::Result<u64> {
     let s =
         std::fs::read_to_string("/proc/thread-self/schedstat").context("read /proc/thread-self/schedstat")?;
     s.split_whitespace()

@@ -68,30 +68,99 @@ fn zeroed<T: Pod>() -> T {
 pub(crate) fn lookup_batch<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     chunk: usize,
-    mut f: impl FnMut(&[K], &[V]),
+    f: impl FnMut(&[K], &[V]),
 ) -> io::Result<usize> {
-    let mut chunk = chunk.max(1);
-    let mut keys: Vec<K> = vec![zeroed(); chunk];
-    let mut vals: Vec<V> = vec![zeroed(); chunk];
+    let mut token = None;
+    walk(fd, chunk, &mut token, usize::MAX, f).map(|(n, _)| n)
+}
+
+/// Reads hash map `fd` as [`lookup_batch`] does, but only from bucket `from` on and only until at
+/// least `max` entries were read (whole syscalls of up to `chunk`, so a few more may come). Returns how
+/// many entries were read and the bucket the walk resumes at, `None` once it reached the end.
+///
+/// The cursor is a bucket index, not a key: a walk resumed from it is not disturbed by entries deleted
+/// in between, where BPF_MAP_GET_NEXT_KEY from a deleted key starts over at the first bucket. A hash
+/// map never rehashes, so every key stays in its bucket: one that is there for the whole walk is read
+/// exactly once, however the walk is cut.
+///
+/// # Errors
+/// The syscall failed (EINVAL on a kernel without batch support for the map type).
+pub(crate) fn lookup_batch_from<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+    from: u32,
+    max: usize,
+    f: impl FnMut(&[K], &[V]),
+) -> io::Result<(usize, Option<u32>)> {
+    let mut token = Some(bucket_token(from));
+    let (n, ended) = walk(fd, chunk, &mut token, max, f)?;
+    Ok((
+        n,
+        if ended {
+            None
+        } else {
+            token.as_deref().map(token_bucket)
+        },
+    ))
+}
+
+/// A hash map's cursor (`__htab_map_lookup_and_delete_batch` reads and writes a u32 bucket index)
+/// in the buffer shape [`walk`] uses.
+fn bucket_token(bucket: u32) -> Vec<u64> {
+    let mut word = [0u8; 8];
+    word[..4].copy_from_slice(&bucket.to_ne_bytes());
+    vec![u64::from_ne_bytes(word)]
+}
+
+fn token_bucket(token: &[u64]) -> u32 {
+    let word = token.first().copied().unwrap_or(0).to_ne_bytes();
+    u32::from_ne_bytes([word[0], word[1], word[2], word[3]])
+}
+
+/// The batch walk: from `token` (`None`: the map's start) until the end or at least `max` entries
+/// (more only by the rest of a bucket), leaving in `token` where the next call resumes. Returns how
+/// many entries were read and whether the walk reached the end.
+fn walk<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+    token: &mut Option<Vec<u64>>,
+    max: usize,
+    mut f: impl FnMut(&[K], &[V]),
+) -> io::Result<(usize, bool)> {
+    let chunk = chunk.max(1);
+    let first_count = chunk.min(max.max(1));
+    let mut keys: Vec<K> = vec![zeroed(); first_count];
+    let mut vals: Vec<V> = vec![zeroed(); first_count];
+    // The least a call asks for: grown past a bucket larger than what was asked (ENOSPC below).
+    let mut floor = 1;
     // The cursor: a u32 bucket index for hash maps, a key for arrays (the kernel copies key_size
     // bytes). One buffer in, one out, both large enough for either.
     let token_len = size_of::<K>().max(8).div_ceil(8);
-    let mut token_in = vec![0u64; token_len];
+    let mut token_in = token.take().unwrap_or_default();
+    token_in.resize(token_len, 0);
     let mut token_out = vec![0u64; token_len];
-    let mut first = true;
+    // Without a cursor the walk starts at the beginning (in_batch NULL: for an array, a zero key
+    // would mean "after key 0").
+    let mut first = token_in.iter().all(|w| *w == 0);
     let mut total = 0;
-    loop {
+    while total < max {
+        // No more than the slice still wants: the kernel stops at whole buckets only.
+        let count = chunk.min(max - total).max(floor);
+        if count > keys.len() {
+            keys.resize(count, zeroed());
+            vals.resize(count, zeroed());
+        }
         let mut attr = batch_attr(
             fd,
             if first { 0 } else { token_in.as_ptr() as u64 },
             token_out.as_mut_ptr() as u64,
             keys.as_mut_ptr() as u64,
             vals.as_mut_ptr() as u64,
-            chunk,
+            count,
         );
         let r = sys_bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
         // The kernel never reports more than it was given room for; clamp anyway before slicing.
-        let n = count_of(&attr).min(chunk);
+        let n = count_of(&attr).min(count);
         match r {
             Ok(_) => {}
             // The end of the map, possibly with a last chunk.
@@ -99,23 +168,24 @@ pub(crate) fn lookup_batch<K: Pod, V: Pod>(
                 if n > 0 {
                     f(&keys[..n], &vals[..n]);
                 }
-                return Ok(total + n);
+                return Ok((total + n, true));
             }
-            // A hash bucket holds more entries than the buffer: the kernel returns whole buckets only.
-            // It says so only when nothing was copied; grow and retry the same cursor.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 && chunk < MAX_CHUNK => {
-                chunk *= 2;
-                keys.resize(chunk, zeroed());
-                vals.resize(chunk, zeroed());
+            // A hash bucket holds more entries than asked for: the kernel returns whole buckets only.
+            // It says so only when nothing was copied; ask for more from the same cursor.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 && count < MAX_CHUNK => {
+                floor = count * 2;
                 continue;
             }
             Err(e) => return Err(e),
         }
         f(&keys[..n], &vals[..n]);
         total += n;
+        floor = 1;
         std::mem::swap(&mut token_in, &mut token_out);
         first = false;
     }
+    *token = Some(token_in);
+    Ok((total, false))
 }
 
 /// Writes `keys[i] -> vals[i]` into map `fd` with BPF_MAP_UPDATE_BATCH, [`CHUNK`] entries per syscall,

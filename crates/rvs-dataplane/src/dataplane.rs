@@ -284,6 +284,30 @@ impl Dataplane {
         self.maps.conn_entry_chunks(f)
     }
 
+    /// Entries of rvs_conn (NAT reply entries included) from `from` on, chunk by chunk, until at least
+    /// `max` were read or the table ends: one slice of a walk that later slices resume. Returns how
+    /// many and where the next slice starts, `None` once the walk reached the end. An entry present for
+    /// the whole walk is read exactly once, whatever is deleted between slices.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_entry_slice(
+        &self,
+        from: crate::ConnCursor,
+        max: usize,
+        f: impl FnMut(&[(ConnKey, ConnVal)]),
+    ) -> Result<(usize, Option<crate::ConnCursor>), DataplaneError> {
+        self.maps.conn_entry_slice(from, max, f)
+    }
+
+    /// The entry of `key` in rvs_conn (a connection or a NAT reply entry), if any.
+    ///
+    /// # Errors
+    /// A map read failed.
+    pub fn conn_get(&self, key: &ConnKey) -> Result<Option<ConnVal>, DataplaneError> {
+        self.maps.conn_get(key)
+    }
+
     /// Inserts or replaces `keys[i] -> vals[i]` in rvs_conn, [`crate::CONN_CHUNK`] per syscall (tests
     /// and benchmarks; the data plane creates its own). Returns how many were written.
     ///

@@ -28,6 +28,26 @@ pub use pass::{PassProgram, attach_pass};
 pub use sys::now_ns;
 pub use test_program::TestProgram;
 
+/// A position in a walk of the connection table: the hash bucket the next slice starts at
+/// ([`Dataplane::conn_entry_slice`]). Deleting entries does not move it, unlike a key cursor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnCursor(u32);
+
+impl ConnCursor {
+    /// The table's first bucket.
+    pub const START: ConnCursor = ConnCursor(0);
+
+    /// The cursor at bucket `bucket` (buckets past the table's last read as its end).
+    pub const fn at_bucket(bucket: u32) -> Self {
+        ConnCursor(bucket)
+    }
+
+    /// The bucket the cursor is at; cursors compare in walk order.
+    pub const fn bucket(self) -> u32 {
+        self.0
+    }
+}
+
 /// Default pin directory of the daemon's data plane.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rvs";
 

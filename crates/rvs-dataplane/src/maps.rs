@@ -18,6 +18,7 @@ use rvs_abi::{
     Timeouts, VIP_PRESENT, VipKey, map,
 };
 
+use crate::ConnCursor;
 use crate::batch::{self, CHUNK};
 use crate::error::{DataplaneError, MapSpec};
 
@@ -499,6 +500,40 @@ impl Maps {
             f(&pairs);
         })
         .map_err(|e| DataplaneError::syscall(map::CONN, "batch lookup", e))
+    }
+
+    /// Entries of rvs_conn from `from` on, chunk by chunk as [`Maps::conn_entry_chunks`], until at least
+    /// `max` were read or the table ends; returns how many and where the next slice starts (`None`:
+    /// the walk reached the end). See [`batch::lookup_batch_from`] for why the cursor survives deletes.
+    pub(crate) fn conn_entry_slice(
+        &self,
+        from: ConnCursor,
+        max: usize,
+        mut f: impl FnMut(&[(ConnKey, ConnVal)]),
+    ) -> Result<(usize, Option<ConnCursor>), DataplaneError> {
+        let mut pairs = Vec::with_capacity(CHUNK.min(max.max(1)));
+        let (n, next) = batch::lookup_batch_from::<ConnKey, ConnVal>(
+            self.conn_fd(),
+            CHUNK,
+            from.bucket(),
+            max,
+            |keys, vals| {
+                pairs.clear();
+                pairs.extend(keys.iter().copied().zip(vals.iter().copied()));
+                f(&pairs);
+            },
+        )
+        .map_err(|e| DataplaneError::syscall(map::CONN, "batch lookup", e))?;
+        Ok((n, next.map(ConnCursor::at_bucket)))
+    }
+
+    /// The entry of `key` in rvs_conn, if any.
+    pub(crate) fn conn_get(&self, key: &ConnKey) -> Result<Option<ConnVal>, DataplaneError> {
+        match self.conn.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(DataplaneError::map(map::CONN, format_args!("get {key:?}"), e)),
+        }
     }
 
     /// The connections, chunk by chunk as [`Maps::conn_entry_chunks`] reads them, without the NAT

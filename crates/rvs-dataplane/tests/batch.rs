@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use common::*;
 use rvs_abi::{Addr, Be16, CONN_F_REPLY, ConnKey, ConnVal, Family, MapOp, addr_v4};
-use rvs_dataplane::{CONN_CHUNK, TestProgram};
+use rvs_dataplane::{CONN_CHUNK, ConnCursor, TestProgram};
 
 /// Client `i` (198.18.x.y:port, distinct for every i below 2^24) to VIP:VPORT over TCP.
 fn key(i: u32) -> ConnKey {
@@ -164,4 +164,120 @@ fn open_refuses_an_empty_table_and_one_larger_than_the_kernel_makes_before_touch
         }
         assert!(!dir.exists(), "{} created", dir.display());
     }
+}
+
+/// Walks the whole table in slices of `max` from the start, calling `between` after each slice; returns
+/// every key read and how many slices it took.
+fn walk_slices(
+    p: &mut TestProgram,
+    max: usize,
+    mut between: impl FnMut(&mut TestProgram, usize),
+) -> (Vec<ConnKey>, usize) {
+    let mut seen = Vec::new();
+    let mut at = ConnCursor::START;
+    let mut slices = 0;
+    loop {
+        let mut n = 0;
+        let (read, next) = p
+            .conn_entry_slice(at, max, |c| {
+                n += c.len();
+                seen.extend(c.iter().map(|(k, _)| *k));
+            })
+            .expect("slice");
+        assert_eq!(read, n, "the count returned is the count handed over");
+        slices += 1;
+        match next {
+            Some(c) => {
+                assert!(c > at, "the cursor moves forward: {at:?} -> {c:?}");
+                assert!(
+                    read >= max,
+                    "a slice stops early only at the table's end ({read} < {max})"
+                );
+                at = c;
+            }
+            None => return (seen, slices),
+        }
+        between(p, slices);
+        assert!(slices < 10_000, "the walk does not end");
+    }
+}
+
+#[test]
+fn a_sliced_walk_resumes_past_deleted_entries_and_reads_every_survivor_once() {
+    let mut p = load(65536);
+    let n = 40_000u32;
+    let keys: Vec<ConnKey> = (0..n).map(key).collect();
+    let vals: Vec<ConnVal> = (0..n).map(|i| val(i, 0)).collect();
+    p.set_conns(&keys, &vals).unwrap();
+
+    // Undisturbed: every key once, in several slices.
+    let (seen, slices) = walk_slices(&mut p, 5000, |_, _| {});
+    assert!(
+        (8..=9).contains(&slices),
+        "{slices} slices of 5000 for 40,000 entries"
+    );
+    let set: HashSet<ConnKey> = seen.iter().copied().collect();
+    assert_eq!((seen.len(), set.len()), (n as usize, n as usize));
+
+    // Between slices, delete every key read so far (the cursor's own last key among them, which a
+    // BPF_MAP_GET_NEXT_KEY walk would restart from the first bucket after) and a tenth of those not
+    // read yet. Each survivor is read exactly once, and nothing deleted before it was reached is.
+    let mut deleted: HashSet<ConnKey> = HashSet::new();
+    let mut read_so_far: Vec<ConnKey> = Vec::new();
+    let mut seen = Vec::new();
+    let mut seen_set: HashSet<ConnKey> = HashSet::new();
+    let mut at = ConnCursor::START;
+    loop {
+        let mut slice = Vec::new();
+        let (_, next) = p
+            .conn_entry_slice(at, 3000, |c| slice.extend(c.iter().map(|(k, _)| *k)))
+            .unwrap();
+        assert!(
+            slice.iter().all(|k| !deleted.contains(k)),
+            "a slice returned a key deleted before it"
+        );
+        seen.extend_from_slice(&slice);
+        seen_set.extend(slice.iter().copied());
+        read_so_far.extend_from_slice(&slice);
+        let Some(c) = next else { break };
+        at = c;
+        let mut gone: Vec<ConnKey> = std::mem::take(&mut read_so_far);
+        gone.extend(
+            keys.iter()
+                .filter(|k| !deleted.contains(*k) && !seen_set.contains(*k))
+                .step_by(10)
+                .copied(),
+        );
+        for k in &gone {
+            p.delete_conn(k).unwrap();
+        }
+        deleted.extend(gone);
+    }
+    let set: HashSet<ConnKey> = seen.iter().copied().collect();
+    assert_eq!(set.len(), seen.len(), "a key was read twice");
+    let survivors: HashSet<ConnKey> = keys.iter().filter(|k| !deleted.contains(*k)).copied().collect();
+    // A survivor is a key never deleted: it must have been read.
+    assert!(
+        survivors.is_subset(&set),
+        "{} survivors not read",
+        survivors.difference(&set).count()
+    );
+    assert!(
+        deleted.len() > 3000 * 2,
+        "the test deleted too little to mean anything"
+    );
+}
+
+#[test]
+fn a_slice_from_past_the_end_or_of_an_empty_table_ends_the_walk() {
+    let mut p = load(1024);
+    let (seen, slices) = walk_slices(&mut p, 100, |_, _| {});
+    assert_eq!((seen.len(), slices), (0, 1));
+    p.set_conns(&[key(1)], &[val(1, 0)]).unwrap();
+    let (read, next) = p
+        .conn_entry_slice(ConnCursor::at_bucket(u32::MAX), 100, |_| {})
+        .unwrap();
+    assert_eq!((read, next), (0, None));
+    let (seen, _) = walk_slices(&mut p, 1, |_, _| {});
+    assert_eq!(seen, [key(1)]);
 }
