@@ -178,11 +178,14 @@ impl Due {
     pub(crate) fn feed(&mut self, chunk: &[(ConnKey, ConnVal)]) {
         for (k, v) in chunk {
             if v.flags & CONN_F_REPLY != 0 {
-                let client = self.vs_of.get(&v.svc_id).map(|vs| ConnKey {
+                // The virtual address and port the client used are the reply entry's own (a port-0
+                // or mark service's key lacks them); the service only has to be there still.
+                let rep = v.as_rep();
+                let client = self.vs_of.get(&v.svc_id).map(|_| ConnKey {
                     saddr: k.daddr,
-                    daddr: vs.addr,
+                    daddr: rep.vaddr,
                     sport: k.dport,
-                    dport: vs.port,
+                    dport: rep.vport,
                     proto: k.proto,
                     family: k.family,
                     _pad: [0; 2],
@@ -240,7 +243,7 @@ pub(crate) fn due(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rvs_abi::{Be16, addr_v4};
+    use rvs_abi::{Be16, ConnRep, addr_v4};
 
     /// A connection from 198.18.0.1:`sport` to the VIP, last seen at `last_s` seconds.
     pub(crate) fn conn(
@@ -358,14 +361,16 @@ pub(crate) mod tests {
     fn due_reply_entries_are_those_without_their_connection() {
         use TcpState::*;
         let now = 1000;
+        // A port-0 service: the virtual port (80) is the reply entries' own.
         let vs = SvcKey {
             addr: addr_v4([198, 18, 0, 100]),
-            port: Be16::new(80),
+            port: Be16::new(0),
             proto: TCP,
             family: 1,
         };
         let svcs = [(vs, SvcVal::default())];
-        // Reply entries from RIP 198.18.1.11:8080 to client 198.18.0.1:port (service 0, dest 7).
+        // Reply entries from RIP 198.18.1.11:8080 to client 198.18.0.1:port (service 0, dest 7) of
+        // connections to 198.18.0.100:80.
         let reply = |cport: u16, dest_id: u32| {
             (
                 ConnKey {
@@ -377,11 +382,13 @@ pub(crate) mod tests {
                     family: 1,
                     _pad: [0; 2],
                 },
-                ConnVal {
+                ConnVal::from(ConnRep {
                     dest_id,
+                    vaddr: addr_v4([198, 18, 0, 100]),
                     flags: CONN_F_REPLY,
-                    ..ConnVal::default()
-                },
+                    vport: Be16::new(80),
+                    ..ConnRep::default()
+                }),
             )
         };
         let entries = [
