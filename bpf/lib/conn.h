@@ -28,9 +28,10 @@
  * table would cost every director about as much memory as rvs_conn (over 100 MB at the default
  * 1,048,576 entries), NAT or not. In rvs_conn the reply entries cost only NAT connections, one more
  * entry each (about 120 bytes with the map's overhead), out of the same capacity. The reply entry is
- * inserted first, so a client-side entry never exists without one; it carries no counter and no
- * timeout of its own: the expiry (lib/expire.h) deletes it once its client-side entry is gone or
- * names another real server. Replies refresh both entries, client packets only the first. */
+ * inserted first, so a client-side entry never exists without one; it carries no counter, no times
+ * and no timeout of its own (its time fields hold the virtual address): the expiry (lib/expire.h)
+ * deletes it once its client-side entry is gone or names another real server. Packets of either side
+ * refresh only the client-side entry. */
 #ifndef RVS_CONN_H
 #define RVS_CONN_H
 
