@@ -153,8 +153,8 @@ rvs_xdp_forward(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_v
 /* (Not inlined, for its stack frame: see rvs_xdp_forward.)
  * A packet to no service: a NAT real server's reply if its tuple has a reply entry and the connection
  * behind it still agrees (lib/conn.h) and has not timed out; then the connection's state advances by IPVS's OUTPUT table,
- * the source becomes the virtual address and port the client used, and the packet goes to the client, counted in
- * outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
+ * the source becomes the virtual address and port the client used (the reply entry's), and the packet
+ * goes to the client, counted in outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
  * it after one array lookup.
  * Mirror: rvs-model/src/xdp.rs */
 static __attribute__((noinline)) int

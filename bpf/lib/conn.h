@@ -562,11 +562,10 @@ struct rvs_conn_new {
  * scheduled to n->dest_id, and counts it on the real server. n->ctl is RVS_CONN_F_CONTROLLED for a
  * connection a persistence template chose (n->ctag: the template's), else 0. Not inlined: its two
  * entries get a frame of their own, off the scheduler's chain of frames (the verifier caps one at 512
- * bytes). TCP starts
- * from NONE through the client's table (a SYN gives SYN_RECV); UDP has its single state. A NAT
- * connection gets its reply entry (struct rvs_conn_rep, with the virtual address and port) first,
- * so that a client-side entry never exists without one (a
- * reply entry left alone by a failed insert leads nowhere). -CONN_FULL if the table refuses an insert.
+ * bytes). TCP starts from NONE through the client's table (a SYN gives SYN_RECV); UDP has its single
+ * state. A NAT connection gets its reply entry (struct rvs_conn_rep, which names the virtual address
+ * and port) first, so that a client-side entry never exists without one (a reply entry left alone by
+ * a failed insert leads nowhere). -CONN_FULL if the table refuses an insert.
  * Mirror: rvs-model/src/conn.rs */
 static __attribute__((noinline)) int
 rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,

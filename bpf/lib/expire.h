@@ -21,9 +21,8 @@
 #define RVS_EXPIRE_CLAIM_GRACE_NS	1000000000ULL
 
 /* Whether NAT reply entry @rkey (@rep) still leads to its connection: the service under its id, and
- * the client-side entry of the reply's client and the virtual address and port @rep names, naming the
- * same real server. The same steps
- * as rvs_xdp_reply. A claimed (DEAD) client-side entry counts as live: its claimer may be replacing
+ * the client-side entry from the reply's client to the virtual address and port @rep names, naming
+ * the same real server. The same steps as rvs_xdp_reply. A claimed (DEAD) client-side entry counts as live: its claimer may be replacing
  * the connection to the same real server this very moment, and has then already written the new
  * reply entry under this key (rvs_conn_create inserts it first); the next run deletes the reply entry
  * once the client-side entry is gone.
