@@ -37,6 +37,7 @@ struct rvs_abi_enums {
 	enum rvs_tcp_state tcp_state;
 	enum rvs_drop drop;
 	struct rvs_expire_hdr expire_hdr;
+	struct rvs_conn_rep conn_rep;
 };
 const volatile struct rvs_abi_enums rvs_abi_anchor __attribute__((used));
 
@@ -152,22 +153,22 @@ rvs_xdp_forward(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_v
 /* (Not inlined, for its stack frame: see rvs_xdp_forward.)
  * A packet to no service: a NAT real server's reply if its tuple has a reply entry and the connection
  * behind it still agrees (lib/conn.h) and has not timed out; then the connection's state advances by IPVS's OUTPUT table,
- * the source becomes the virtual address and port, and the packet goes to the client, counted in
- * outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
+ * the source becomes the virtual address and port the client used (the reply entry's), and the packet
+ * goes to the client, counted in outpkts/outbytes. Anything else passes untouched. A director without NAT real servers skips all of
  * it after one array lookup.
  * Mirror: rvs-model/src/xdp.rs */
 static __attribute__((noinline)) int
 rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 {
-	struct rvs_conn_val *rep, *conn;
+	struct rvs_conn_rep *rep;
+	struct rvs_conn_val *conn;
 	struct rvs_dest_val *dest;
-	struct rvs_svc_key *vs;
 	struct rvs_svc_val *svc;
 	__u64 now_ns;
 	__u32 svc_id, w;
 	int ret;
 
-	conn = rvs_nat_reply_conn(pkt, &rep, &vs, &svc, &dest);
+	conn = rvs_nat_reply_conn(pkt, &rep, &svc, &dest);
 	if (!conn)
 		return XDP_PASS;
 	svc_id = svc->id;
@@ -180,8 +181,7 @@ rvs_xdp_reply(struct xdp_md *ctx, struct rvs_pkt *pkt)
 	    rvs_conn_expired(RVS_CONN_W_STATE(w), conn->last_ns, now_ns))
 		return XDP_PASS;
 	rvs_conn_touch(conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
-	rep->last_ns = now_ns;
-	ret = rvs_nat_reply_xmit(ctx, pkt, vs);
+	ret = rvs_nat_reply_xmit(ctx, pkt, rep);
 	if (ret < 0)
 		return ret;
 	rvs_stats_out(svc_id, conn->dest_id, pkt->ip_len);

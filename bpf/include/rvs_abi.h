@@ -332,6 +332,29 @@ struct rvs_conn_val {
 };
 RVS_ABI_ASSERT_SIZE(struct rvs_conn_val, 40);
 
+/* A NAT reply entry's view of its rvs_conn_val (flags holds RVS_CONN_F_REPLY; lib/conn.h). A reply
+ * entry has no times, template or control of its own, so those bytes hold what the reply is rewritten
+ * to and what leads back to the client-side entry: the virtual address and port the client's packets
+ * went to (the client-side key's daddr and dport). A service key cannot tell them: a port-0 service's
+ * has port 0, a firewall-mark service's neither address nor port. dest_id, svc_id and the word stay
+ * where rvs_conn_val has them. */
+struct rvs_conn_rep {
+	__u32 dest_id;
+	__u32 svc_id;
+	__be32 vaddr[4];	/* over created_ns and last_ns */
+	__u8 state;
+	__u8 flags;
+	__u8 cflags;
+	__u8 tag;
+	__u32 dest_gen;
+	__u32 _pad;		/* over nctl; 0 */
+	__be16 vport;		/* over ctag */
+	__u8 _pad2[2];
+};
+RVS_ABI_ASSERT_SIZE(struct rvs_conn_rep, 40);
+_Static_assert(__builtin_offsetof(struct rvs_conn_rep, state) ==
+	       __builtin_offsetof(struct rvs_conn_val, state), "rvs_conn_rep's word is rvs_conn_val's");
+
 /* Per-CPU counters of a service or a real server (rvs_svc_stats, rvs_dest_stats). IPVS names. */
 struct rvs_stats {
 	__u64 conns;

@@ -19,17 +19,19 @@
  * A NAT connection has two entries in rvs_conn. The client-side entry (client -> VIP:vport) is the
  * connection: real server, service, times, state. The reply entry, flagged RVS_CONN_F_REPLY, is keyed
  * by the reply's tuple (RIP:rport -> client:cport) and only leads back to the first: it holds the
- * dest and service ids, and the service id gives the virtual address and port through rvs_svc_addr
- * (Cilium's reverse-NAT index, here the service id). A reply is matched only when every step agrees:
- * the reply entry, the service still under that id, the client-side entry naming the same real
- * server, and the reply coming from that real server's address and port.
+ * dest and service ids and the virtual address and port the client used (struct rvs_conn_rep: a
+ * port-0 or firewall-mark service covers many, so its key cannot tell them). A reply is matched only
+ * when every step agrees: the reply entry, the service still under that id (rvs_svc_addr, Cilium's
+ * reverse-NAT index), the client-side entry naming the same real server, and the reply coming from
+ * that real server's address and port.
  * Why in rvs_conn rather than a map of its own: a hash is preallocated to max_entries, so a second
  * table would cost every director about as much memory as rvs_conn (over 100 MB at the default
  * 1,048,576 entries), NAT or not. In rvs_conn the reply entries cost only NAT connections, one more
  * entry each (about 120 bytes with the map's overhead), out of the same capacity. The reply entry is
- * inserted first, so a client-side entry never exists without one; it carries no counter and no
- * timeout of its own: the expiry (lib/expire.h) deletes it once its client-side entry is gone or
- * names another real server. Replies refresh both entries, client packets only the first. */
+ * inserted first, so a client-side entry never exists without one; it carries no counter, no times
+ * and no timeout of its own (its time fields hold the virtual address): the expiry (lib/expire.h)
+ * deletes it once its client-side entry is gone or names another real server. Packets of either side
+ * refresh only the client-side entry. */
 #ifndef RVS_CONN_H
 #define RVS_CONN_H
 
@@ -508,6 +510,17 @@ rvs_conn_touch(struct rvs_conn_val *conn, const struct rvs_pkt *pkt, __u32 dir, 
 	}
 }
 
+/* The port that a packet to virtual port @vport reaches on real server @dest: the real server's own,
+ * or @vport itself when the real server has port 0 (IPVS keeps the packet's port then: the real
+ * servers of port-0 and firewall-mark services; the encoder gives the real servers of a persistent
+ * one port 0, as IPVS uses their port only for a packet to the service's own port 0).
+ * Mirror: rvs-model/src/conn.rs */
+static __always_inline __be16
+rvs_conn_rport(const struct rvs_dest_val *dest, __be16 vport)
+{
+	return dest->port ? dest->port : vport;
+}
+
 /* The key of the reply entry of NAT connection @key to real server @dest: the reply's tuple, from the
  * real server's address and port to the client's.
  * Mirror: rvs-model/src/conn.rs */
@@ -518,23 +531,23 @@ rvs_conn_reply_key(const struct rvs_conn_key *key, const struct rvs_dest_val *de
 	__builtin_memset(rkey, 0, sizeof(*rkey));
 	__builtin_memcpy(rkey->saddr, dest->addr, sizeof(rkey->saddr));
 	__builtin_memcpy(rkey->daddr, key->saddr, sizeof(rkey->daddr));
-	rkey->sport = dest->port;
+	rkey->sport = rvs_conn_rport(dest, key->dport);
 	rkey->dport = key->sport;
 	rkey->proto = key->proto;
 	rkey->family = key->family;
 }
 
-/* The client-side key of the connection that reply @pkt answers, given its service @vs: from the
- * reply's destination (the client) to the virtual address and port.
+/* The client-side key of the connection that reply @pkt answers, given its reply entry @rep: from the
+ * reply's destination (the client) to the virtual address and port the client used.
  * Mirror: rvs-model/src/conn.rs */
 static __always_inline void
-rvs_conn_client_key(const struct rvs_pkt *pkt, const struct rvs_svc_key *vs, struct rvs_conn_key *key)
+rvs_conn_client_key(const struct rvs_pkt *pkt, const struct rvs_conn_rep *rep, struct rvs_conn_key *key)
 {
 	__builtin_memset(key, 0, sizeof(*key));
 	__builtin_memcpy(key->saddr, pkt->daddr, sizeof(key->saddr));
-	__builtin_memcpy(key->daddr, vs->addr, sizeof(key->daddr));
+	__builtin_memcpy(key->daddr, rep->vaddr, sizeof(key->daddr));
 	key->sport = pkt->dport;
-	key->dport = vs->port;
+	key->dport = rep->vport;
 	key->proto = pkt->proto;
 	key->family = pkt->family;
 }
@@ -553,10 +566,10 @@ struct rvs_conn_new {
  * scheduled to n->dest_id, and counts it on the real server. n->ctl is RVS_CONN_F_CONTROLLED for a
  * connection a persistence template chose (n->ctag: the template's), else 0. Not inlined: its two
  * entries get a frame of their own, off the scheduler's chain of frames (the verifier caps one at 512
- * bytes). TCP starts
- * from NONE through the client's table (a SYN gives SYN_RECV); UDP has its single state. A NAT
- * connection gets its reply entry first, so that a client-side entry never exists without one (a
- * reply entry left alone by a failed insert leads nowhere). -CONN_FULL if the table refuses an insert.
+ * bytes). TCP starts from NONE through the client's table (a SYN gives SYN_RECV); UDP has its single
+ * state. A NAT connection gets its reply entry (struct rvs_conn_rep, which names the virtual address
+ * and port) first, so that a client-side entry never exists without one (a reply entry left alone by
+ * a failed insert leads nowhere). -CONN_FULL if the table refuses an insert.
  * Mirror: rvs-model/src/conn.rs */
 static __attribute__((noinline)) int
 rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
@@ -569,6 +582,21 @@ rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
 	struct rvs_conn_key rkey;
 	struct rvs_conn_val val;
 
+	if (dest->fwd == RVS_FWD_NAT) {
+		struct rvs_conn_rep rep;
+
+		__builtin_memset(&rep, 0, sizeof(rep));
+		rep.dest_id = dest_id;
+		rep.svc_id = svc->id;
+		__builtin_memcpy(rep.vaddr, key->daddr, sizeof(rep.vaddr));
+		rep.flags = RVS_CONN_F_REPLY;
+		rep.tag = (__u8)(now_ns >> 20);
+		rep.dest_gen = dest->dgen;
+		rep.vport = key->dport;
+		rvs_conn_reply_key(key, dest, &rkey);
+		if (bpf_map_update_elem(&rvs_conn, &rkey, &rep, BPF_ANY))
+			return -RVS_DROP_CONN_FULL;
+	}
 	__builtin_memset(&val, 0, sizeof(val));
 	val.dest_id = dest_id;
 	val.svc_id = svc->id;
@@ -576,12 +604,6 @@ rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
 	val.last_ns = now_ns;
 	val.tag = (__u8)(now_ns >> 20);
 	val.dest_gen = dest->dgen;
-	if (dest->fwd == RVS_FWD_NAT) {
-		val.flags = RVS_CONN_F_REPLY;
-		rvs_conn_reply_key(key, dest, &rkey);
-		if (bpf_map_update_elem(&rvs_conn, &rkey, &val, BPF_ANY))
-			return -RVS_DROP_CONN_FULL;
-	}
 	/* Replies of DR and TUN bypass the director (IPVS sets NOOUTPUT for every method but NAT). */
 	val.flags = (dest->fwd == RVS_FWD_NAT ? 0 : RVS_CONN_F_INPUT_ONLY) | ctl;
 	val.ctag = ctag;

@@ -21,14 +21,14 @@
 #define RVS_EXPIRE_CLAIM_GRACE_NS	1000000000ULL
 
 /* Whether NAT reply entry @rkey (@rep) still leads to its connection: the service under its id, and
- * that service's client-side entry for the reply's client naming the same real server. The same steps
- * as rvs_xdp_reply. A claimed (DEAD) client-side entry counts as live: its claimer may be replacing
+ * the client-side entry from the reply's client to the virtual address and port @rep names, naming
+ * the same real server. The same steps as rvs_xdp_reply. A claimed (DEAD) client-side entry counts as live: its claimer may be replacing
  * the connection to the same real server this very moment, and has then already written the new
  * reply entry under this key (rvs_conn_create inserts it first); the next run deletes the reply entry
  * once the client-side entry is gone.
  * Mirror: rvs-model/src/expire.rs */
 static __always_inline int
-rvs_expire_reply_live(const struct rvs_conn_key *rkey, const struct rvs_conn_val *rep)
+rvs_expire_reply_live(const struct rvs_conn_key *rkey, const struct rvs_conn_rep *rep)
 {
 	struct rvs_conn_key key;
 	struct rvs_conn_val *conn;
@@ -44,9 +44,9 @@ rvs_expire_reply_live(const struct rvs_conn_key *rkey, const struct rvs_conn_val
 		return 0;
 	__builtin_memset(&key, 0, sizeof(key));
 	__builtin_memcpy(key.saddr, rkey->daddr, sizeof(key.saddr));
-	__builtin_memcpy(key.daddr, vs->addr, sizeof(key.daddr));
+	__builtin_memcpy(key.daddr, rep->vaddr, sizeof(key.daddr));
 	key.sport = rkey->dport;
-	key.dport = vs->port;
+	key.dport = rep->vport;
 	key.proto = rkey->proto;
 	key.family = rkey->family;
 	conn = bpf_map_lookup_elem(&rvs_conn, &key);
@@ -98,7 +98,7 @@ rvs_expire_one(const struct rvs_conn_key *key, __u64 now_ns)
 	if (!conn)
 		return 0;
 	if (conn->flags & RVS_CONN_F_REPLY) {
-		if (rvs_expire_reply_live(key, conn))
+		if (rvs_expire_reply_live(key, (const struct rvs_conn_rep *)conn))
 			return 0;
 	} else if (conn->flags & RVS_CONN_F_TEMPLATE) {
 		w = rvs_conn_word_read(conn);

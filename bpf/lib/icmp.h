@@ -310,7 +310,7 @@ rvs_icmp_xmit(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv
 	if (dest->fwd == RVS_FWD_NAT) {
 		if (dest->family != pkt->family)
 			return -RVS_DROP_FWD_UNSUPP;
-		ret = rvs_icmp_nat(ctx, pkt, inv, 0, dest->addr, dest->port);
+		ret = rvs_icmp_nat(ctx, pkt, inv, 0, dest->addr, rvs_conn_rport(dest, inv->dport));
 		if (ret != RVS_OK)
 			return ret;
 		return rvs_fib_xmit(ctx, pkt);
@@ -355,19 +355,19 @@ rvs_icmp_in(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv,
 static __always_inline int
 rvs_icmp_out(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_pkt *inv)
 {
-	struct rvs_conn_val *rep, *conn;
+	struct rvs_conn_rep *rep;
+	struct rvs_conn_val *conn;
 	struct rvs_dest_val *dest;
-	struct rvs_svc_key *vs;
 	struct rvs_svc_val *svc;
 	__u32 svc_id, dest_id;
 	int ret;
 
-	conn = rvs_nat_reply_conn(inv, &rep, &vs, &svc, &dest);
+	conn = rvs_nat_reply_conn(inv, &rep, &svc, &dest);
 	if (!conn)
 		return XDP_PASS;
 	svc_id = svc->id;
 	dest_id = conn->dest_id;
-	ret = rvs_icmp_nat(ctx, pkt, inv, 1, vs->addr, vs->port);
+	ret = rvs_icmp_nat(ctx, pkt, inv, 1, rep->vaddr, rep->vport);
 	if (ret != RVS_OK)
 		return ret;
 	ret = rvs_fib_xmit(ctx, pkt);

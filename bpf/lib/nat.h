@@ -122,9 +122,10 @@ rvs_nat_rewrite(struct xdp_md *ctx, struct rvs_pkt *pkt, int dnat, const __be32 
 	return RVS_OK;
 }
 
-/* A client's packet to a NAT real server: destination rewritten to the real server's address and port,
- * then forwarded by the routing table. A real server of the other family cannot be reached by
- * rewriting (only TUN mixes families) -> FWD_UNSUPP.
+/* A client's packet to a NAT real server: destination rewritten to the real server's address and port
+ * (the packet's own port for a real server of port 0, lib/conn.h rvs_conn_rport), then forwarded by
+ * the routing table. A real server of the other family cannot be reached by rewriting (only TUN mixes
+ * families) -> FWD_UNSUPP.
  * Mirror: rvs-model/src/fwd/nat.rs */
 static __always_inline int
 rvs_nat_xmit(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_val *dest)
@@ -133,48 +134,51 @@ rvs_nat_xmit(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_dest_val 
 
 	if (dest->family != pkt->family)
 		return -RVS_DROP_FWD_UNSUPP;
-	ret = rvs_nat_rewrite(ctx, pkt, 1, dest->addr, dest->port);
+	ret = rvs_nat_rewrite(ctx, pkt, 1, dest->addr, rvs_conn_rport(dest, pkt->dport));
 	if (ret != RVS_OK)
 		return ret;
 	return rvs_fib_xmit(ctx, pkt);
 }
 
-/* Whether @pkt comes from NAT real server @dest: its source address and port are the real server's.
+/* Whether @pkt comes from NAT real server @dest of a connection to virtual port @vport: its source
+ * address and port are the ones the connection's packets are sent to.
  * Mirror: rvs-model/src/fwd/nat.rs */
 static __always_inline int
-rvs_nat_from_dest(const struct rvs_pkt *pkt, const struct rvs_dest_val *dest)
+rvs_nat_from_dest(const struct rvs_pkt *pkt, const struct rvs_dest_val *dest, __be16 vport)
 {
 	return dest->fwd == RVS_FWD_NAT && dest->family == pkt->family &&
 	       dest->addr[0] == pkt->saddr[0] && dest->addr[1] == pkt->saddr[1] &&
 	       dest->addr[2] == pkt->saddr[2] && dest->addr[3] == pkt->saddr[3] &&
-	       dest->port == pkt->sport;
+	       rvs_conn_rport(dest, vport) == pkt->sport;
 }
 
-/* A real server's reply: source rewritten to the virtual address and port of service @vs, then
- * forwarded by the routing table toward the client.
+/* A real server's reply: source rewritten to the virtual address and port its connection's client
+ * used (reply entry @rep), then forwarded by the routing table toward the client.
  * Mirror: rvs-model/src/fwd/nat.rs */
 static __always_inline int
-rvs_nat_reply_xmit(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_svc_key *vs)
+rvs_nat_reply_xmit(struct xdp_md *ctx, struct rvs_pkt *pkt, const struct rvs_conn_rep *rep)
 {
 	int ret;
 
-	ret = rvs_nat_rewrite(ctx, pkt, 0, vs->addr, vs->port);
+	ret = rvs_nat_rewrite(ctx, pkt, 0, rep->vaddr, rep->vport);
 	if (ret != RVS_OK)
 		return ret;
 	return rvs_fib_xmit(ctx, pkt);
 }
 
 /* The NAT connection that a real server's packet with @pkt's addresses and ports answers, found the
- * way lib/conn.h describes: its reply entry (*rep), the service still under that id (*vs, *svc), the
- * client-side entry naming the same real server, and the packet coming from that real server's
- * address and port (*dest). NULL when any step fails: the packet is no NAT reply. Serves the replies
- * (rvs_xdp_reply) and the ICMP errors that quote one (lib/icmp.h).
+ * way lib/conn.h describes: its reply entry (*rep, which names the virtual address and port to answer
+ * from), the service still under that id (*svc), the client-side entry naming the same real server,
+ * and the packet coming from that real server's address and port (*dest). NULL when any step fails:
+ * the packet is no NAT reply. Serves the replies (rvs_xdp_reply) and the ICMP errors that quote one
+ * (lib/icmp.h).
  * Mirror: rvs-model/src/fwd/nat.rs */
 static __always_inline struct rvs_conn_val *
-rvs_nat_reply_conn(const struct rvs_pkt *pkt, struct rvs_conn_val **rep, struct rvs_svc_key **vs,
-		   struct rvs_svc_val **svc, struct rvs_dest_val **dest)
+rvs_nat_reply_conn(const struct rvs_pkt *pkt, struct rvs_conn_rep **rep, struct rvs_svc_val **svc,
+		   struct rvs_dest_val **dest)
 {
-	struct rvs_conn_val *r, *conn;
+	struct rvs_conn_val *conn;
+	struct rvs_conn_rep *r;
 	struct rvs_svc_key *k;
 	struct rvs_svc_val *s;
 	struct rvs_dest_val *d;
@@ -184,7 +188,7 @@ rvs_nat_reply_conn(const struct rvs_pkt *pkt, struct rvs_conn_val **rep, struct 
 	if (!rvs_nat_enabled())
 		return NULL;
 	rvs_conn_key_of(pkt, &key);
-	r = rvs_conn_lookup(&key);
+	r = (struct rvs_conn_rep *)rvs_conn_lookup(&key);
 	if (!r || !(r->flags & RVS_CONN_F_REPLY))
 		return NULL;
 	svc_id = r->svc_id;
@@ -194,15 +198,14 @@ rvs_nat_reply_conn(const struct rvs_pkt *pkt, struct rvs_conn_val **rep, struct 
 	s = bpf_map_lookup_elem(&rvs_svc, k);
 	if (!s || s->id != svc_id)
 		return NULL;
-	rvs_conn_client_key(pkt, k, &key);
+	rvs_conn_client_key(pkt, r, &key);
 	conn = rvs_conn_lookup(&key);
 	if (!conn || (conn->flags & RVS_CONN_F_REPLY) || conn->dest_id != r->dest_id)
 		return NULL;
 	d = rvs_conn_dest(conn, s);
-	if (!d || !rvs_nat_from_dest(pkt, d))
+	if (!d || !rvs_nat_from_dest(pkt, d, r->vport))
 		return NULL;
 	*rep = r;
-	*vs = k;
 	*svc = s;
 	*dest = d;
 	return conn;

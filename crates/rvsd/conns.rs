@@ -201,21 +201,23 @@ impl<'a> Due<'a> {
     pub(crate) fn feed(&mut self, chunk: &[(ConnKey, ConnVal)]) {
         for (k, v) in chunk {
             if v.flags & CONN_F_REPLY != 0 {
-                match self.known.vs_of.get(&v.svc_id) {
-                    Some(vs) => {
-                        let client = ConnKey {
-                            saddr: k.daddr,
-                            daddr: vs.addr,
-                            sport: k.dport,
-                            dport: vs.port,
-                            proto: k.proto,
-                            family: k.family,
-                            _pad: [0; 2],
-                        };
-                        self.replies.push((*k, client, v.dest_id));
-                    }
+                // The virtual address and port the client used are the reply entry's own (a port-0
+                // or mark service's key lacks them); the service only has to be there still.
+                if self.known.vs_of.contains_key(&v.svc_id) {
+                    let rep = v.as_rep();
+                    let client = ConnKey {
+                        saddr: k.daddr,
+                        daddr: rep.vaddr,
+                        sport: k.dport,
+                        dport: rep.vport,
+                        proto: k.proto,
+                        family: k.family,
+                        _pad: [0; 2],
+                    };
+                    self.replies.push((*k, client, v.dest_id));
+                } else {
                     // No service has its id any more: it leads nowhere.
-                    None => self.out.push(*k),
+                    self.out.push(*k);
                 }
                 continue;
             }
@@ -291,7 +293,7 @@ pub(crate) fn due(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rvs_abi::{Be16, addr_v4};
+    use rvs_abi::{Be16, ConnRep, addr_v4};
 
     /// A connection from 198.18.0.1:`sport` to the VIP, last seen at `last_s` seconds.
     pub(crate) fn conn(
@@ -411,11 +413,12 @@ pub(crate) mod tests {
 
     const RIP: [u8; 4] = [198, 18, 1, 11];
 
-    /// The VIP 198.18.0.100:80/TCP as service 0.
+    /// The port-0 service 198.18.0.100:0/TCP as service 0 (the virtual port, 80, is the reply
+    /// entries' own).
     fn vip_svc() -> [(SvcKey, SvcVal); 1] {
         let vs = SvcKey {
             addr: addr_v4([198, 18, 0, 100]),
-            port: Be16::new(80),
+            port: Be16::new(0),
             proto: TCP,
             family: 1,
         };
@@ -431,7 +434,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// The reply entry from RIP:8080 to client 198.18.0.1:`cport` (service 0, dest `dest_id`).
+    /// The reply entry from RIP:8080 to client 198.18.0.1:`cport` of a connection to
+    /// 198.18.0.100:80 (service 0, dest `dest_id`).
     fn reply(cport: u16, dest_id: u32) -> (ConnKey, ConnVal) {
         (
             ConnKey {
@@ -443,11 +447,13 @@ pub(crate) mod tests {
                 family: 1,
                 _pad: [0; 2],
             },
-            ConnVal {
+            ConnVal::from(ConnRep {
                 dest_id,
+                vaddr: addr_v4([198, 18, 0, 100]),
                 flags: CONN_F_REPLY,
-                ..ConnVal::default()
-            },
+                vport: Be16::new(80),
+                ..ConnRep::default()
+            }),
         )
     }
 

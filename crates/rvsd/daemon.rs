@@ -594,7 +594,14 @@ impl<P: Plane> Daemon<P> {
                     .transpose()?
                     .unwrap_or_default();
                 if let Some(ids) = sid.zip(did) {
-                    dest_of.insert(ids, d.key);
+                    // A persistent service of port 0 (or of a mark) ignores its real servers' ports, as
+                    // IPVS does: its connections (and templates) show the port the packets kept.
+                    let port = if e.service.persistent.is_some() && key.port == 0 {
+                        0
+                    } else {
+                        d.key.port
+                    };
+                    dest_of.insert(ids, DestKey { port, ..d.key });
                 }
                 let c = did
                     .map(|id| self.plane.dest_cnt(id))

@@ -39,6 +39,11 @@ fn nat() {
 }
 
 #[test]
+fn natports() {
+    harness::run_cases(fixtures::natports::cases());
+}
+
+#[test]
 fn icmp() {
     harness::run_cases(fixtures::icmp::cases());
 }

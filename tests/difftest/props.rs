@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use rvs_abi::{
-    CFG_F_NAT, Cfg, DestVal, Family, Fwd, MapOp, SVC_F_PERSISTENT, Sched, TIMEOUT_SLOTS, Timeouts, addr_v4,
-    addr_v6, fib_ret,
+    CFG_F_NAT, CFG_F_PORT0, Cfg, DestVal, Family, Fwd, MapOp, SVC_F_PERSISTENT, Sched, TIMEOUT_SLOTS,
+    Timeouts, addr_v4, addr_v6, fib_ret,
 };
 use rvs_model::Env;
 use rvs_model::env::Fib;
@@ -25,15 +25,21 @@ use crate::fixtures::{
 };
 use crate::harness::{CPU, NOT_ATTACHED, Pair, T0, TX_PORT, hex};
 
-/// Services the generator may configure: (TCP?, port, IPv6?).
-const SERVICES: [(bool, u16, bool); 6] = [
+/// Services the generator may configure: (TCP?, port, IPv6?). Port 0: every port of the VIP that no
+/// other service holds.
+const SERVICES: [(bool, u16, bool); 8] = [
     (true, 80, false),
     (true, 443, false),
     (false, 53, false),
     (false, 80, false),
     (true, 80, true),
     (false, 53, true),
+    (true, 0, false),
+    (false, 0, true),
 ];
+/// The port of the packets generated for a port-0 service, and so the one its reals answer from without
+/// port mapping: one of `DPORTS` that no service of its own holds.
+const PORT0_RPORT: u16 = 22;
 const CLIENTS: [&str; 3] = ["198.18.2.5", "198.18.2.6", "198.18.3.7"];
 const CLIENTS6: [&str; 3] = ["2001:db8:2::5", "2001:db8:2::6", "2001:db8:3::7"];
 const DSTS: [&str; 2] = [VIP, "198.18.0.11"];
@@ -159,15 +165,18 @@ struct RealOf {
     port: u16,
 }
 
-/// The ops of `specs` (NAT switched on first when a NAT real exists, as the encoder does), and the reals.
+/// The ops of `specs` (NAT and the port-0 lookup switched on first when a NAT real or a port-0 service
+/// exists, as the encoder does), and the reals.
 fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
     let mut ops = Vec::new();
     let mut reals = Vec::new();
     let mut next_dest = 1;
-    if specs.iter().any(|s| s.reals.iter().any(|r| r.fwd == Fwd::Nat)) {
+    let nat = specs.iter().any(|s| s.reals.iter().any(|r| r.fwd == Fwd::Nat));
+    let port0 = specs.iter().any(|s| SERVICES[s.which].1 == 0);
+    if nat || port0 {
         ops.push(MapOp::CfgSet {
             val: Cfg {
-                flags: CFG_F_NAT,
+                flags: if nat { CFG_F_NAT } else { 0 } | if port0 { CFG_F_PORT0 } else { 0 },
                 lblcr_exp_s: 0,
             },
         });
@@ -206,7 +215,7 @@ fn build_config(specs: &[SvcSpec]) -> (Vec<MapOp>, Vec<RealOf>) {
                 tcp,
                 v6,
                 addr: real_ip(svc.vip, next_dest),
-                port: s.rport.unwrap_or(port),
+                port: s.rport.unwrap_or(if port == 0 { PORT0_RPORT } else { port }),
             });
             next_dest += 1;
         }
@@ -370,7 +379,7 @@ impl PktSpec {
         let (udp, dport, v6) = match svcs.get(self.svc % svcs.len().max(1)) {
             Some(s) if self.svc < SERVICES.len() => {
                 let (tcp, port, v6) = SERVICES[s.which];
-                (!tcp, port, v6)
+                (!tcp, if port == 0 { PORT0_RPORT } else { port }, v6)
             }
             _ => (self.udp, DPORTS[self.dport], self.v6),
         };
@@ -839,7 +848,13 @@ fn run_sequence(
             Step::Reroute(kinds) => fib = fib_of(kinds),
             Step::Nat(on) => pair.apply(&[MapOp::CfgSet {
                 val: Cfg {
-                    flags: if *on { CFG_F_NAT } else { 0 },
+                    // The port-0 lookup stays as the configuration has it.
+                    flags: if *on { CFG_F_NAT } else { 0 }
+                        | if svcs.iter().any(|s| SERVICES[s.which].1 == 0) {
+                            CFG_F_PORT0
+                        } else {
+                            0
+                        },
                     lblcr_exp_s: 0,
                 },
             }]),

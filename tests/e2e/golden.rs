@@ -89,10 +89,6 @@ const DROPPED_TEMPLATE: &str = "IPVS keeps a template that expire_quiescent_temp
      (rehashed with ports 65535) until its timer ends, so rs3 keeps PersistConn 1 and -Lc lists it; \
      rvs deletes it at once (documented in docs/configuration.md)";
 
-/// Why part 4 of persistence.txt cannot be replayed.
-const PORT0_NAT: &str = "rvs refuses NAT (-m) real servers on a port-0 service (the NAT reply needs \
-     the virtual port the service key lacks: PortZeroMasq, documented), so part 4 has no real servers";
-
 /// The differences rvs has today (see the report of each in [`Known::why`]).
 const KNOWN: &[Known] = &[
     Known {
@@ -106,60 +102,6 @@ const KNOWN: &[Known] = &[
         section: "6 new connections from 198.18.0.2 (expire_quiescent_template=1) (client source ports from 40600)",
         what: "$ ipvsadm -Lnc",
         why: DROPPED_TEMPLATE,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "part 4: all-port persistent service VIP:0 (-p 60), real servers :0",
-        what: "$ ipvsadm -a -t 198.18.0.100:0 -r 198.18.1.11:0 -m: exit",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "part 4: all-port persistent service VIP:0 (-p 60), real servers :0",
-        what: "$ ipvsadm -a -t 198.18.0.100:0 -r 198.18.1.12:0 -m: exit",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "part 4: all-port persistent service VIP:0 (-p 60), real servers :0",
-        what: "$ ipvsadm -a -t 198.18.0.100:0 -r 198.18.1.13:0 -m: exit",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.2 to port 80 (client source ports from 40800)",
-        what: "connections",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.3 to port 80 (client source ports from 40900)",
-        what: "connections",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.3 to port 80 (client source ports from 40900)",
-        what: "$ ipvsadm -Ln",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.3 to port 80 (client source ports from 40900)",
-        what: "$ ipvsadm -Ln --persistent-conn",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.3 to port 80 (client source ports from 40900)",
-        what: "$ ipvsadm -Lnc",
-        why: PORT0_NAT,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.3 to port 80 (client source ports from 40900)",
-        what: "$ ipvsadm -S -n",
-        why: PORT0_NAT,
     },
 ];
 

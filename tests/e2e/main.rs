@@ -13,6 +13,7 @@ mod hashsched;
 mod icmp;
 mod listing;
 mod nat;
+mod natports;
 mod ops;
 mod persist;
 mod rate;

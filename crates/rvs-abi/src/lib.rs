@@ -758,6 +758,52 @@ pub struct ConnVal {
 }
 const _: () = assert!(core::mem::size_of::<ConnVal>() == 40);
 
+/// A NAT reply entry's view of its [`ConnVal`] (`flags` holds [`CONN_F_REPLY`]): the virtual address
+/// and port the client used, where a connection keeps its times and template. Mirrors
+/// `struct rvs_conn_rep`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct ConnRep {
+    /// Real server.
+    pub dest_id: u32,
+    /// Service.
+    pub svc_id: u32,
+    /// The virtual address the client's packets went to (its client-side key's `daddr`).
+    pub vaddr: Addr,
+    /// As [`ConnVal::state`].
+    pub state: u8,
+    /// As [`ConnVal::flags`].
+    pub flags: u8,
+    /// As [`ConnVal::cflags`].
+    pub cflags: u8,
+    /// As [`ConnVal::tag`].
+    pub tag: u8,
+    /// As [`ConnVal::dest_gen`].
+    pub dest_gen: u32,
+    /// Zero.
+    pub _pad: u32,
+    /// The virtual port the client's packets went to (its client-side key's `dport`).
+    pub vport: Be16,
+    /// Zero.
+    pub _pad2: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<ConnRep>() == 40);
+const _: () = assert!(core::mem::offset_of!(ConnRep, state) == core::mem::offset_of!(ConnVal, state));
+const _: () = assert!(core::mem::offset_of!(ConnRep, dest_gen) == core::mem::offset_of!(ConnVal, dest_gen));
+
+impl ConnVal {
+    /// This entry's bytes read as a NAT reply entry.
+    pub fn as_rep(&self) -> ConnRep {
+        zerocopy::transmute!(*self)
+    }
+}
+
+impl From<ConnRep> for ConnVal {
+    fn from(rep: ConnRep) -> Self {
+        zerocopy::transmute!(rep)
+    }
+}
+
 /// Per-CPU counters of a service or a real server. Mirrors `struct rvs_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]

@@ -109,6 +109,9 @@ fn every_abi_struct_has_the_layout_of_its_rust_mirror() {
     assert_layout!(t, "rvs_conn_val" => ConnVal {
         dest_id, svc_id, created_ns, last_ns, state, flags, cflags, tag, dest_gen, nctl, ctag
     });
+    assert_layout!(t, "rvs_conn_rep" => ConnRep {
+        dest_id, svc_id, vaddr, state, flags, cflags, tag, dest_gen, _pad, vport, _pad2
+    });
     assert_layout!(t, "rvs_stats" => Stats { conns, inpkts, outpkts, inbytes, outbytes });
     assert_layout!(t, "rvs_test_env" => TestEnv { now_ns, prandom, cpu });
     assert_layout!(t, "rvs_cfg" => Cfg { flags, lblcr_exp_s });

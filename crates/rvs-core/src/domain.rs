@@ -335,10 +335,4 @@ pub enum ApplyError {
     /// plane holds per prefix.
     #[error("Too many port ranges for one address prefix")]
     MarkTooManyRanges,
-    /// `-m` on a firewall-mark service: not supported by rvs yet.
-    #[error("Masquerading is not supported on firewall-mark services by rvs")]
-    FwmarkMasq,
-    /// `-m` on a port-0 service: not supported by rvs yet.
-    #[error("Masquerading is not supported on port-0 services by rvs")]
-    PortZeroMasq,
 }

@@ -48,7 +48,7 @@ use rvs_abi::{
     addr_v6,
 };
 
-use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, ServiceKey};
+use crate::domain::{ApplyError, Dest, DestKey, FwdMethod, MarkMatch, Protocol, Service, ServiceKey};
 use crate::sched;
 use crate::sched::hash::Af;
 use crate::sched::mh::{MhDest, last_weight_after};
@@ -529,7 +529,7 @@ impl Encoder {
             } else {
                 neigh(d.key.addr)
             };
-            let mut val = dest_val(d, id, dgen, n);
+            let mut val = dest_val(d, &entry.service, id, dgen, n);
             val.flags |= self
                 .dests
                 .get(&dest_id)
@@ -1038,8 +1038,11 @@ fn ogen_after(old: &DestVal, u_threshold: u32) -> u32 {
 /// The `rvs_dest` value of a real server of service `svc_id`. A TUN real server is marked resolved only
 /// with its outer source (`laddr`, of the real server's family) and route MTU as well as the MACs: a
 /// tunnel from the unspecified address would be dropped by the real server's stack. Other methods never
-/// carry `laddr`/`mtu`, so a route MTU change does not rewrite their slots.
-fn dest_val(d: &Dest, svc_id: u32, dgen: u32, neigh: Option<Neighbor>) -> DestVal {
+/// carry `laddr`/`mtu`, so a route MTU change does not rewrite their slots. The port is 0 (the data
+/// plane then keeps the packet's destination port, bpf/lib/conn.h rvs_conn_rport) for the real servers
+/// of a persistent service of port 0 or of a firewall mark: IPVS uses their port only for a packet to
+/// the service's own port, 0 (ip_vs_sched_persist), so the ports the client used go through.
+fn dest_val(d: &Dest, svc: &Service, svc_id: u32, dgen: u32, neigh: Option<Neighbor>) -> DestVal {
     let (addr, family) = map_addr(d.key.addr);
     let fwd = match d.fwd {
         FwdMethod::Route => Fwd::Dr,
@@ -1048,7 +1051,11 @@ fn dest_val(d: &Dest, svc_id: u32, dgen: u32, neigh: Option<Neighbor>) -> DestVa
     };
     let mut val = DestVal {
         addr,
-        port: Be16::new(d.key.port),
+        port: Be16::new(if svc.persistent.is_some() && svc.key.port == 0 {
+            0
+        } else {
+            d.key.port
+        }),
         family: family as u8,
         fwd: fwd as u8,
         weight: d.weight,

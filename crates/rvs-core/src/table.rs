@@ -187,14 +187,6 @@ fn check_scheduler(svc: &Service) -> Result<(), ApplyError> {
 /// The checks of ip_vs_genl_set_cmd (family) and ip_vs_add_dest/ip_vs_edit_dest (thresholds), in the
 /// kernel's order; they run before the dest lookup, so they win over EEXIST/ENOENT.
 fn check_dest(svc: &Service, dest: &Dest) -> Result<(), ApplyError> {
-    // A NAT reply finds its virtual address through the service's key, which a mark service lacks.
-    if svc.key.mark().is_some() && dest.fwd == FwdMethod::Masq {
-        return Err(ApplyError::FwmarkMasq);
-    }
-    // Nor does a port-0 service hold the port to put back into a NAT reply.
-    if svc.key.port == 0 && svc.key.mark().is_none() && dest.fwd == FwdMethod::Masq {
-        return Err(ApplyError::PortZeroMasq);
-    }
     if dest.key.addr.is_ipv4() != svc.key.addr.is_ipv4() && dest.fwd != FwdMethod::Tunnel {
         return Err(ApplyError::AfNotSupported);
     }

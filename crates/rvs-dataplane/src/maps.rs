@@ -706,12 +706,17 @@ impl Maps {
 }
 
 /// The key of the reply entry of the NAT connection `key` to `dest` (`rvs_conn_reply_key`,
-/// bpf/lib/conn.h): the real server's address and port to the client's.
+/// bpf/lib/conn.h): the real server's address and port (the virtual port for a real server of port 0,
+/// as `rvs_conn_rport`) to the client's.
 pub(crate) fn reply_key(key: &ConnKey, dest: &DestVal) -> ConnKey {
     ConnKey {
         saddr: dest.addr,
         daddr: key.saddr,
-        sport: dest.port,
+        sport: if dest.port.get() != 0 {
+            dest.port
+        } else {
+            key.dport
+        },
         dport: key.sport,
         proto: key.proto,
         family: key.family,

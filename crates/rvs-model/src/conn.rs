@@ -4,9 +4,9 @@
 //! one thread, so every compare-and-swap here succeeds on its first try.
 
 use rvs_abi::{
-    Addr, Be32, CONN_C_ACTIVE, CONN_C_DEAD, CONN_F_CONTROLLED, CONN_F_INPUT_ONLY, CONN_F_REPLY,
-    CONN_F_TEMPLATE, ConnKey, ConnVal, DEST_C_OVERLOAD, DEST_F_OGEN_MASK, DEST_F_VALID, DestCnt, DestVal,
-    DropReason, Fwd, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
+    Addr, Be16, Be32, CONN_C_ACTIVE, CONN_C_DEAD, CONN_F_CONTROLLED, CONN_F_INPUT_ONLY, CONN_F_REPLY,
+    CONN_F_TEMPLATE, ConnKey, ConnRep, ConnVal, DEST_C_OVERLOAD, DEST_F_OGEN_MASK, DEST_F_VALID, DestCnt,
+    DestVal, DropReason, Fwd, SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
 };
 
 use crate::maps::{BPF_ANY, Maps};
@@ -410,12 +410,21 @@ pub fn rvs_conn_touch(maps: &mut Maps, conn: &mut ConnVal, pkt: &Pkt, dir: u32, 
     }
 }
 
+/// Mirrors `rvs_conn_rport` (bpf/lib/conn.h).
+pub fn rvs_conn_rport(dest: &DestVal, vport: Be16) -> Be16 {
+    if dest.port != Be16::new(0) {
+        dest.port
+    } else {
+        vport
+    }
+}
+
 /// Mirrors `rvs_conn_reply_key` (bpf/lib/conn.h).
 pub fn rvs_conn_reply_key(key: &ConnKey, dest: &DestVal) -> ConnKey {
     ConnKey {
         saddr: dest.addr,
         daddr: key.saddr,
-        sport: dest.port,
+        sport: rvs_conn_rport(dest, key.dport),
         dport: key.sport,
         proto: key.proto,
         family: key.family,
@@ -424,12 +433,12 @@ pub fn rvs_conn_reply_key(key: &ConnKey, dest: &DestVal) -> ConnKey {
 }
 
 /// Mirrors `rvs_conn_client_key` (bpf/lib/conn.h).
-pub fn rvs_conn_client_key(pkt: &Pkt, vs: &SvcKey) -> ConnKey {
+pub fn rvs_conn_client_key(pkt: &Pkt, rep: &ConnRep) -> ConnKey {
     ConnKey {
         saddr: pkt.daddr,
-        daddr: vs.addr,
+        daddr: rep.vaddr,
         sport: pkt.dport,
-        dport: vs.port,
+        dport: rep.vport,
         proto: pkt.proto,
         family: pkt.family,
         _pad: [0; 2],
@@ -450,6 +459,22 @@ pub fn rvs_conn_create(
     ctl: u8,
     ctag: u32,
 ) -> Result<(), DropReason> {
+    if dest.fwd == Fwd::Nat as u8 {
+        let rep = ConnRep {
+            dest_id,
+            svc_id: svc.id,
+            vaddr: key.daddr,
+            flags: CONN_F_REPLY,
+            tag: (now_ns >> 20) as u8,
+            dest_gen: dest.dgen,
+            vport: key.dport,
+            ..ConnRep::default()
+        };
+        let rkey = rvs_conn_reply_key(key, dest);
+        maps.rvs_conn
+            .update(rkey, rep.into(), BPF_ANY)
+            .map_err(|_| DropReason::ConnFull)?;
+    }
     let mut val = ConnVal {
         dest_id,
         svc_id: svc.id,
@@ -459,16 +484,6 @@ pub fn rvs_conn_create(
         dest_gen: dest.dgen,
         ..ConnVal::default()
     };
-    if dest.fwd == Fwd::Nat as u8 {
-        let rkey = rvs_conn_reply_key(key, dest);
-        let reply = ConnVal {
-            flags: CONN_F_REPLY,
-            ..val
-        };
-        maps.rvs_conn
-            .update(rkey, reply, BPF_ANY)
-            .map_err(|_| DropReason::ConnFull)?;
-    }
     // Replies of DR and TUN bypass the director (IPVS sets NOOUTPUT for every method but NAT).
     val.flags = if dest.fwd == Fwd::Nat as u8 {
         0

@@ -2,7 +2,9 @@
 //! other programs in [`crate::xdp`]). Mirrors bpf/lib/expire.h, which explains why the daemon does not
 //! delete entries itself.
 
-use rvs_abi::{CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DEST_F_VALID, ExpireHdr};
+use rvs_abi::{
+    CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnRep, ConnVal, DEST_F_VALID, ExpireHdr,
+};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::conn::{
@@ -15,7 +17,7 @@ use crate::persist::rvs_persist_live;
 pub const RVS_EXPIRE_CLAIM_GRACE_NS: u64 = 1_000_000_000;
 
 /// Mirrors `rvs_expire_reply_live` (bpf/lib/expire.h).
-pub fn rvs_expire_reply_live(maps: &Maps, rkey: &ConnKey, rep: &ConnVal) -> bool {
+pub fn rvs_expire_reply_live(maps: &Maps, rkey: &ConnKey, rep: &ConnRep) -> bool {
     let svc_id = rep.svc_id;
     let Some(vs) = maps.rvs_svc_addr.lookup(svc_id) else {
         return false;
@@ -26,9 +28,9 @@ pub fn rvs_expire_reply_live(maps: &Maps, rkey: &ConnKey, rep: &ConnVal) -> bool
     }
     let key = ConnKey {
         saddr: rkey.daddr,
-        daddr: vs.addr,
+        daddr: rep.vaddr,
         sport: rkey.dport,
-        dport: vs.port,
+        dport: rep.vport,
         proto: rkey.proto,
         family: rkey.family,
         _pad: [0; 2],
@@ -64,7 +66,7 @@ pub fn rvs_expire_one(maps: &mut Maps, key: &ConnKey, now_ns: u64) -> bool {
         return false;
     };
     if conn.flags & CONN_F_REPLY != 0 {
-        if rvs_expire_reply_live(maps, key, &conn) {
+        if rvs_expire_reply_live(maps, key, &conn.as_rep()) {
             return false;
         }
     } else {

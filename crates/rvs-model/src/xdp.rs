@@ -195,8 +195,7 @@ pub fn rvs_xdp_forward(maps: &Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt,
 pub fn rvs_xdp_reply(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt) -> Verdict {
     let pass = Verdict::Action(XdpAction::Pass);
     let Some(NatReply {
-        rkey,
-        vs,
+        rep,
         svc,
         key,
         mut conn,
@@ -214,14 +213,11 @@ pub fn rvs_xdp_reply(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pk
         return pass;
     }
     rvs_conn_touch(maps, &mut conn, pkt, RVS_TCP_DIR_OUTPUT, now_ns);
-    // The C writes both entries through the map's pointers; here they are written back.
+    // The C writes the entry through the map's pointer; here it is written back.
     if let Some(slot) = maps.rvs_conn.lookup_mut(&key) {
         *slot = conn;
     }
-    if let Some(slot) = maps.rvs_conn.lookup_mut(&rkey) {
-        slot.last_ns = now_ns;
-    }
-    let ret = rvs_nat_reply_xmit(maps, env, frame, pkt, &vs);
+    let ret = rvs_nat_reply_xmit(maps, env, frame, pkt, &rep);
     if let Verdict::Drop(_) = ret {
         return ret;
     }

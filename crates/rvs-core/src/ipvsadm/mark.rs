@@ -315,10 +315,6 @@ mod tests {
                 "--add-mark 2 --match tcp:198.18.0.100:90-95\n",
                 ApplyError::MarkOverlap(1),
             ),
-            (
-                "-A -f 1 -s rr\n-a -f 1 -r 198.18.1.11 -m\n",
-                ApplyError::FwmarkMasq,
-            ),
         ] {
             let rules = format!("{base}{more}");
             assert_eq!(table(&rules).map(drop).map_err(|e| e.1), Err(want), "{rules}");

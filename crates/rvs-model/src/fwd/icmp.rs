@@ -3,7 +3,7 @@
 
 use rvs_abi::{Addr, Be16, Be32, CONN_F_REPLY, DestVal, DropReason, Family, Fwd, SvcVal, VipKey, addr_v6};
 
-use crate::conn::{rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup};
+use crate::conn::{rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_rport};
 use crate::csum::{rvs_csum_replace_addr, rvs_csum_replace2};
 use crate::env::{Env, rvs_cpu};
 use crate::frame::{Frame, XdpAction};
@@ -305,7 +305,8 @@ pub fn rvs_icmp_xmit(
         if dest.family != pkt.family {
             return Verdict::Drop(DropReason::FwdUnsupp);
         }
-        let ret = rvs_icmp_nat(frame, pkt, inv, false, &dest.addr, dest.port);
+        let port = rvs_conn_rport(dest, inv.dport);
+        let ret = rvs_icmp_nat(frame, pkt, inv, false, &dest.addr, port);
         if ret != Verdict::Ok {
             return ret;
         }
@@ -343,11 +344,11 @@ pub fn rvs_icmp_in(
 
 /// Mirrors `rvs_icmp_out` (bpf/lib/icmp.h).
 pub fn rvs_icmp_out(maps: &mut Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt, inv: &Pkt) -> Verdict {
-    let Some(NatReply { vs, svc, conn, .. }) = rvs_nat_reply_conn(maps, inv) else {
+    let Some(NatReply { rep, svc, conn, .. }) = rvs_nat_reply_conn(maps, inv) else {
         return PASS;
     };
     let svc_id = svc.id;
-    let ret = rvs_icmp_nat(frame, pkt, inv, true, &vs.addr, vs.port);
+    let ret = rvs_icmp_nat(frame, pkt, inv, true, &rep.vaddr, rep.vport);
     if ret != Verdict::Ok {
         return ret;
     }

@@ -2,10 +2,10 @@
 //! incremental checksums, then forwarding by the routing table. Mirrors bpf/lib/nat.h.
 
 use rvs_abi::{
-    Addr, Be16, CFG_F_NAT, CONN_F_REPLY, ConnKey, ConnVal, DestVal, DropReason, Family, Fwd, SvcKey, SvcVal,
+    Addr, Be16, CFG_F_NAT, CONN_F_REPLY, ConnKey, ConnRep, ConnVal, DestVal, DropReason, Family, Fwd, SvcVal,
 };
 
-use crate::conn::{rvs_conn_client_key, rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup};
+use crate::conn::{rvs_conn_client_key, rvs_conn_dest, rvs_conn_key_of, rvs_conn_lookup, rvs_conn_rport};
 use crate::csum::{rvs_csum_replace_addr, rvs_csum_replace2};
 use crate::env::Env;
 use crate::frame::Frame;
@@ -119,7 +119,8 @@ pub fn rvs_nat_xmit(maps: &Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt, de
     if dest.family != pkt.family {
         return Verdict::Drop(DropReason::FwdUnsupp);
     }
-    let ret = rvs_nat_rewrite(frame, pkt, true, &dest.addr, dest.port);
+    let port = rvs_conn_rport(dest, pkt.dport);
+    let ret = rvs_nat_rewrite(frame, pkt, true, &dest.addr, port);
     if ret != Verdict::Ok {
         return ret;
     }
@@ -127,16 +128,22 @@ pub fn rvs_nat_xmit(maps: &Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt, de
 }
 
 /// Mirrors `rvs_nat_from_dest` (bpf/lib/nat.h).
-pub fn rvs_nat_from_dest(pkt: &Pkt, dest: &DestVal) -> bool {
+pub fn rvs_nat_from_dest(pkt: &Pkt, dest: &DestVal, vport: Be16) -> bool {
     dest.fwd == Fwd::Nat as u8
         && dest.family == pkt.family
         && dest.addr == pkt.saddr
-        && dest.port == pkt.sport
+        && rvs_conn_rport(dest, vport) == pkt.sport
 }
 
 /// Mirrors `rvs_nat_reply_xmit` (bpf/lib/nat.h).
-pub fn rvs_nat_reply_xmit(maps: &Maps, env: &Env, frame: &mut Frame, pkt: &mut Pkt, vs: &SvcKey) -> Verdict {
-    let ret = rvs_nat_rewrite(frame, pkt, false, &vs.addr, vs.port);
+pub fn rvs_nat_reply_xmit(
+    maps: &Maps,
+    env: &Env,
+    frame: &mut Frame,
+    pkt: &mut Pkt,
+    rep: &ConnRep,
+) -> Verdict {
+    let ret = rvs_nat_rewrite(frame, pkt, false, &rep.vaddr, rep.vport);
     if ret != Verdict::Ok {
         return ret;
     }
@@ -278,9 +285,7 @@ pub struct NatReply {
     /// The reply entry's key (the packet's tuple).
     pub rkey: ConnKey,
     /// The reply entry.
-    pub rep: ConnVal,
-    /// The service's key.
-    pub vs: SvcKey,
+    pub rep: ConnRep,
     /// The service.
     pub svc: SvcVal,
     /// The client-side entry's key.
@@ -297,25 +302,24 @@ pub fn rvs_nat_reply_conn(maps: &mut Maps, pkt: &Pkt) -> Option<NatReply> {
         return None;
     }
     let rkey = rvs_conn_key_of(pkt);
-    let rep = *rvs_conn_lookup(maps, &rkey)?;
+    let rep = rvs_conn_lookup(maps, &rkey)?.as_rep();
     if rep.flags & CONN_F_REPLY == 0 {
         return None;
     }
     let vs = maps.rvs_svc_addr.lookup(rep.svc_id)?;
     let svc = *maps.rvs_svc.lookup(&vs).filter(|s| s.id == rep.svc_id)?;
-    let key = rvs_conn_client_key(pkt, &vs);
+    let key = rvs_conn_client_key(pkt, &rep);
     let conn = *rvs_conn_lookup(maps, &key)?;
     if conn.flags & CONN_F_REPLY != 0 || conn.dest_id != rep.dest_id {
         return None;
     }
     let dest = rvs_conn_dest(maps, &conn, &svc)?;
-    if !rvs_nat_from_dest(pkt, &dest) {
+    if !rvs_nat_from_dest(pkt, &dest, rep.vport) {
         return None;
     }
     Some(NatReply {
         rkey,
         rep,
-        vs,
         svc,
         key,
         conn,
