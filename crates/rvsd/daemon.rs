@@ -1781,10 +1781,16 @@ mod tests {
             };
             (
                 rk,
-                ConnVal {
+                // A reply entry carries the virtual address and port its client used.
+                ConnVal::from(rvs_abi::ConnRep {
+                    dest_id: v.dest_id,
+                    svc_id: v.svc_id,
+                    vaddr: vs.addr,
                     flags: CONN_F_REPLY,
-                    ..v
-                },
+                    dest_gen: v.dest_gen,
+                    vport: vs.port,
+                    ..rvs_abi::ConnRep::default()
+                }),
             )
         };
         // 40 NAT connections with their reply entries; connection 5's is gone (an orphan reply
