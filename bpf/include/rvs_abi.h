@@ -137,6 +137,8 @@ enum rvs_drop {
 						 * lib/conn.h), never a connection of its own */
 #define RVS_CONN_F_TEMPLATE	(1U << 2)	/* persistence template (lib/persist.h), never a connection */
 #define RVS_CONN_F_CONTROLLED	(1U << 3)	/* scheduled through a template, whose nctl it holds */
+#define RVS_CONN_F_INVALID	(1U << 4)	/* template invalidated by expire_quiescent_template, kept
+						 * under ports 65535 until its timer ends (lib/persist.h) */
 
 /* rvs_conn_val.cflags (change during the entry's life, only by compare-and-swap: lib/conn.h) */
 #define RVS_CONN_C_ACTIVE	(1U << 0)	/* counted in its real server's active (else inactive) */

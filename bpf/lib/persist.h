@@ -46,9 +46,39 @@ rvs_persist_live(const struct rvs_conn_val *t, __u32 w, const struct rvs_svc_val
 
 	if (RVS_CONN_W_CFLAGS(w) & RVS_CONN_C_DEAD)
 		return 0;
-	if (t->nctl > 0)
+	/* An invalidated template lives out its timer only: the connections it controlled now give
+	 * their count back to the template that replaced it (the ctag tells them apart), not to it. */
+	if (t->nctl > 0 && !(t->flags & RVS_CONN_F_INVALID))
 		return 1;
 	return now_ns < t->last_ns || now_ns - t->last_ns < to;
+}
+
+/* IPVS's invalidation of a template whose real server is quiesced under expire_quiescent_template
+ * (ip_vs_check_template): the template, just claimed at @tkey (its word was @w, its last use
+ * @last_ns), goes on under the same key with virtual port 65535, counted in its real server's
+ * persistconns and listed by -Lc with ports 65535, until its timer (not restarted) ends. If that key
+ * holds an earlier invalidated template of this client network (IPVS would keep both), the claimed one
+ * is simply dropped. Not inlined: its frame stays out of rvs_xdp_conn's, at the 512-byte limit.
+ * Mirror: rvs-model/src/persist.rs */
+static __attribute__((noinline)) void
+rvs_persist_invalidate(const struct rvs_conn_key *tkey, __u32 w, __u64 last_ns)
+{
+	struct rvs_conn_key k = *tkey;
+	struct rvs_conn_val *t, *c;
+
+	t = bpf_map_lookup_elem(&rvs_conn, tkey);
+	if (!t)
+		return;
+	k.dport = bpf_htons(0xffff);
+	if (bpf_map_update_elem(&rvs_conn, &k, t, BPF_NOEXIST))
+		return;
+	c = bpf_map_lookup_elem(&rvs_conn, &k);
+	if (!c)
+		return;
+	c->last_ns = last_ns;
+	/* The word before the claim (counted, not DEAD), and the invalid mark in its flags byte. */
+	*rvs_conn_word(c) = w | ((__u32)RVS_CONN_F_INVALID << 8);
+	rvs_conn_bind_template(c->dest_id);
 }
 
 /* rvs_persist_find's answer when the connection must be scheduled (and then recorded in a new template
@@ -71,6 +101,7 @@ rvs_persist_find(const struct rvs_svc_val *svc, const struct rvs_pkt *pkt, __u64
 	struct rvs_conn_val *t;
 	struct rvs_svc_key *vs;
 	__u32 id = svc->id, w;
+	__u64 last;
 
 	vs = bpf_map_lookup_elem(&rvs_svc_addr, &id);
 	if (!vs)
@@ -100,8 +131,12 @@ rvs_persist_find(const struct rvs_svc_val *svc, const struct rvs_pkt *pkt, __u64
 		*ctag = (__u32)t->created_ns;
 		return RVS_OK;
 	}
+	last = t->last_ns;
 	if (!rvs_conn_claim(tkey, t, w, now_ns))
 		return -RVS_DROP_CONN_BUSY;
+	/* In force with a usable real server, so refused only for its weight 0. */
+	if (*dest)
+		rvs_persist_invalidate(tkey, w, last);
 	return RVS_PERSIST_SCHEDULE;
 }
 

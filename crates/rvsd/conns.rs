@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use rvs_abi::{
-    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, SvcKey, SvcVal,
+    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_INVALID, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, SvcKey, SvcVal,
     TIMEOUT_SLOTS, TcpState,
 };
 use rvs_api::Timeouts;
@@ -115,9 +115,11 @@ pub(crate) fn plane_timeouts(t: &Timeouts) -> rvs_abi::Timeouts {
 }
 
 /// Whether persistence template `val` of a service with `persist_s` is out of force at `now_ns`: it
-/// controls no connection and its timeout has passed since the last connection it gave a real server.
+/// controls no connection (an invalidated one controls none any more, bpf/lib/persist.h) and its
+/// timeout has passed since the last connection it gave a real server.
 pub(crate) fn template_expired(val: &ConnVal, now_ns: u64, persist_s: u32) -> bool {
-    val.nctl == 0 && now_ns.saturating_sub(val.last_ns) >= SEC * u64::from(persist_s)
+    (val.nctl == 0 || val.flags & CONN_F_INVALID != 0)
+        && now_ns.saturating_sub(val.last_ns) >= SEC * u64::from(persist_s)
 }
 
 /// Seconds `-Lc` shows for a template: what is left of its timeout; past it (it still controls

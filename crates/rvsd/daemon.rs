@@ -17,7 +17,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use rvs_abi::{
-    Addr, CONN_C_DEAD, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, Family, LblcKey, LblcVal,
+    Addr, CONN_C_DEAD, CONN_F_INVALID, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, Family, LblcKey, LblcVal,
     MapOp, Stats, SvcVal,
 };
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
@@ -756,9 +756,12 @@ fn conn_entries(
                 vaddr: SocketAddr::new(ip_of(&k.daddr, k.family)?, k.dport.get()),
                 // A real server without a port (of a port-0 or firewall-mark service) gets the
                 // packet's own port, which -Lc shows (IPVS keeps the packet's dport there).
+                // An invalidated template shows port 65535 there too, as IPVS rehashed it.
                 daddr: SocketAddr::new(
                     dest.addr,
-                    if dest.port == 0 && v.flags & CONN_F_TEMPLATE == 0 {
+                    if v.flags & CONN_F_INVALID != 0 {
+                        0xffff
+                    } else if dest.port == 0 && v.flags & CONN_F_TEMPLATE == 0 {
                         k.dport.get()
                     } else {
                         dest.port

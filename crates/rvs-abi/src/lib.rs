@@ -419,6 +419,9 @@ pub const CONN_F_TEMPLATE: u8 = 1 << 2;
 /// `ConnVal::flags`: scheduled through a template, whose `nctl` it holds. Mirrors
 /// `RVS_CONN_F_CONTROLLED`.
 pub const CONN_F_CONTROLLED: u8 = 1 << 3;
+/// `RVS_CONN_F_INVALID`: a template invalidated by expire_quiescent_template, kept under ports 65535
+/// until its timer ends.
+pub const CONN_F_INVALID: u8 = 1 << 4;
 /// `ConnVal::cflags`: claimed by whoever deletes or replaces it. Mirrors `RVS_CONN_C_DEAD`.
 pub const CONN_C_DEAD: u8 = 1 << 1;
 /// `DestCnt::flags`: the upper threshold was reached. Mirrors `RVS_DEST_C_OVERLOAD`.

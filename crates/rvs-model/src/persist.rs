@@ -3,14 +3,15 @@
 //! semantics; the template key and the counting live with the connection table ([`crate::conn`]).
 
 use rvs_abi::{
-    CFG_F_QUIESCENT, CONN_C_DEAD, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, DropReason, SvcVal, TcpState,
+    Be16, CFG_F_QUIESCENT, CONN_C_DEAD, CONN_F_INVALID, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, DropReason,
+    SvcVal, TcpState,
 };
 
 use crate::conn::{
-    rvs_conn_bind_template, rvs_conn_claim, rvs_conn_dest, rvs_conn_w_cflags, rvs_conn_word_read,
-    rvs_persist_key,
+    rvs_conn_bind_template, rvs_conn_claim, rvs_conn_dest, rvs_conn_w_cflags, rvs_conn_word_cas,
+    rvs_conn_word_read, rvs_persist_key,
 };
-use crate::maps::{BPF_ANY, Maps};
+use crate::maps::{BPF_ANY, BPF_NOEXIST, Maps};
 use crate::parse::Pkt;
 
 /// Mirrors `rvs_persist_quiescent` (bpf/lib/persist.h).
@@ -26,10 +27,33 @@ pub fn rvs_persist_live(t: &ConnVal, w: u32, svc: &SvcVal, now_ns: u64) -> bool 
     if rvs_conn_w_cflags(w) & CONN_C_DEAD != 0 {
         return false;
     }
-    if t.nctl > 0 {
+    if t.nctl > 0 && t.flags & CONN_F_INVALID == 0 {
         return true;
     }
     now_ns < t.last_ns || now_ns - t.last_ns < to
+}
+
+/// Mirrors `rvs_persist_invalidate` (bpf/lib/persist.h).
+pub fn rvs_persist_invalidate(maps: &mut Maps, tkey: &ConnKey, w: u32, last_ns: u64) {
+    let Some(t) = maps.rvs_conn.lookup(tkey).copied() else {
+        return;
+    };
+    let k = ConnKey {
+        dport: Be16::new(0xffff),
+        ..*tkey
+    };
+    if maps.rvs_conn.update(k, t, BPF_NOEXIST).is_err() {
+        return;
+    }
+    let Some(c) = maps.rvs_conn.lookup_mut(&k) else {
+        return;
+    };
+    c.last_ns = last_ns;
+    // A plain store of the word: the CAS from whatever it holds.
+    let cur = rvs_conn_word_read(c);
+    rvs_conn_word_cas(c, cur, w | (u32::from(CONN_F_INVALID) << 8));
+    let dest_id = c.dest_id;
+    rvs_conn_bind_template(maps, dest_id);
 }
 
 /// `RVS_PERSIST_SCHEDULE`'s meaning and `RVS_OK`'s, as [`rvs_persist_find`] answers.
@@ -99,12 +123,17 @@ pub fn rvs_persist_find(
         };
         return Ok((tkey, found));
     }
+    let last = t.last_ns;
     let won = rvs_conn_claim(maps, &tkey, &mut t, w, now_ns);
     if let Some(slot) = maps.rvs_conn.lookup_mut(&tkey) {
         *slot = t;
     }
     if !won {
         return Err(DropReason::ConnBusy);
+    }
+    // In force with a usable real server, so refused only for its weight 0.
+    if dest.is_some() {
+        rvs_persist_invalidate(maps, &tkey, w, last);
     }
     Ok((tkey, PersistFind::Schedule))
 }
