@@ -576,46 +576,47 @@ rvs_conn_create(const struct rvs_conn_key *key, const struct rvs_pkt *pkt,
 		const struct rvs_svc_val *svc, const struct rvs_dest_val *dest,
 		const struct rvs_conn_new *n)
 {
-	__u32 dest_id = n->dest_id, ctag = n->ctag;
-	__u64 now_ns = n->now_ns;
-	__u8 ctl = n->ctl;
 	struct rvs_conn_key rkey;
-	struct rvs_conn_val val;
+	/* One buffer for both values, written one after the other, and @n read where used rather than
+	 * copied (fewer values to keep across the helper calls): this frame sits on the chain of frames
+	 * that the verifier caps at 512 bytes. */
+	union {
+		struct rvs_conn_rep rep;
+		struct rvs_conn_val val;
+	} u;
 
 	if (dest->fwd == RVS_FWD_NAT) {
-		struct rvs_conn_rep rep;
-
-		__builtin_memset(&rep, 0, sizeof(rep));
-		rep.dest_id = dest_id;
-		rep.svc_id = svc->id;
-		__builtin_memcpy(rep.vaddr, key->daddr, sizeof(rep.vaddr));
-		rep.flags = RVS_CONN_F_REPLY;
-		rep.tag = (__u8)(now_ns >> 20);
-		rep.dest_gen = dest->dgen;
-		rep.vport = key->dport;
+		__builtin_memset(&u.rep, 0, sizeof(u.rep));
+		u.rep.dest_id = n->dest_id;
+		u.rep.svc_id = svc->id;
+		__builtin_memcpy(u.rep.vaddr, key->daddr, sizeof(u.rep.vaddr));
+		u.rep.flags = RVS_CONN_F_REPLY;
+		u.rep.tag = (__u8)(n->now_ns >> 20);
+		u.rep.dest_gen = dest->dgen;
+		u.rep.vport = key->dport;
 		rvs_conn_reply_key(key, dest, &rkey);
-		if (bpf_map_update_elem(&rvs_conn, &rkey, &rep, BPF_ANY))
+		if (bpf_map_update_elem(&rvs_conn, &rkey, &u.rep, BPF_ANY))
 			return -RVS_DROP_CONN_FULL;
 	}
-	__builtin_memset(&val, 0, sizeof(val));
-	val.dest_id = dest_id;
-	val.svc_id = svc->id;
-	val.created_ns = now_ns;
-	val.last_ns = now_ns;
-	val.tag = (__u8)(now_ns >> 20);
-	val.dest_gen = dest->dgen;
+	__builtin_memset(&u.val, 0, sizeof(u.val));
+	u.val.dest_id = n->dest_id;
+	u.val.svc_id = svc->id;
+	u.val.created_ns = n->now_ns;
+	u.val.last_ns = n->now_ns;
+	u.val.tag = (__u8)(n->now_ns >> 20);
+	u.val.dest_gen = dest->dgen;
 	/* Replies of DR and TUN bypass the director (IPVS sets NOOUTPUT for every method but NAT). */
-	val.flags = (dest->fwd == RVS_FWD_NAT ? 0 : RVS_CONN_F_INPUT_ONLY) | ctl;
-	val.ctag = ctag;
+	u.val.flags = (dest->fwd == RVS_FWD_NAT ? 0 : RVS_CONN_F_INPUT_ONLY) | n->ctl;
+	u.val.ctag = n->ctag;
 	if (pkt->proto == IPPROTO_TCP)
-		val.state = rvs_tcp_next_state(rvs_tcp_dir_in(val.flags), RVS_TCP_S_NONE, pkt->tcp_flags);
+		u.val.state = rvs_tcp_next_state(rvs_tcp_dir_in(u.val.flags), RVS_TCP_S_NONE, pkt->tcp_flags);
 	else
-		val.state = RVS_UDP_S_NORMAL;
-	if (rvs_conn_is_active(pkt->proto, val.state))
-		val.cflags = RVS_CONN_C_ACTIVE;
-	if (bpf_map_update_elem(&rvs_conn, key, &val, BPF_ANY))
+		u.val.state = RVS_UDP_S_NORMAL;
+	if (rvs_conn_is_active(pkt->proto, u.val.state))
+		u.val.cflags = RVS_CONN_C_ACTIVE;
+	if (bpf_map_update_elem(&rvs_conn, key, &u.val, BPF_ANY))
 		return -RVS_DROP_CONN_FULL;
-	rvs_conn_bind(dest_id, dest, val.cflags & RVS_CONN_C_ACTIVE);
+	rvs_conn_bind(n->dest_id, dest, u.val.cflags & RVS_CONN_C_ACTIVE);
 	return RVS_OK;
 }
 
