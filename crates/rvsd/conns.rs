@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use rvs_abi::{
-    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_INVALID, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, SvcKey, SvcVal,
-    TIMEOUT_SLOTS, TcpState,
+    CONN_C_DEAD, CONN_F_INPUT_ONLY, CONN_F_INVALID, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal,
+    SvcKey, SvcVal, TIMEOUT_SLOTS, TcpState,
 };
 use rvs_api::Timeouts;
 
@@ -542,6 +542,27 @@ pub(crate) mod tests {
         d.feed(&[nat, dr, regenerated, gone_dest]);
         let gone = d.finish(|_| -> Result<_, ()> { panic!("looked up") }).unwrap();
         assert_eq!(gone, [nat.0, reply(2, 7).0, dr.0, regenerated.0, gone_dest.0]);
+    }
+
+    #[test]
+    fn an_invalidated_template_lives_out_its_timer_whatever_it_controls() {
+        let t = ConnVal {
+            flags: CONN_F_TEMPLATE,
+            nctl: 2,
+            last_ns: SEC,
+            ..ConnVal::default()
+        };
+        assert!(
+            !template_expired(&t, 400 * SEC, 300),
+            "a template controlling connections stays"
+        );
+        let inv = ConnVal {
+            flags: CONN_F_TEMPLATE | CONN_F_INVALID,
+            ..t
+        };
+        assert!(!template_expired(&inv, 300 * SEC, 300));
+        assert_eq!(template_remaining_s(&inv, 300 * SEC, 300), Some(1));
+        assert!(template_expired(&inv, 301 * SEC, 300));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use rvs_abi::{
-    Addr, CONN_C_DEAD, CONN_F_INVALID, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, Family, LblcKey, LblcVal,
-    MapOp, Stats, SvcVal,
+    Addr, CONN_C_DEAD, CONN_F_INVALID, CONN_F_REPLY, CONN_F_TEMPLATE, ConnKey, ConnVal, DestCnt, Family,
+    LblcKey, LblcVal, MapOp, Stats, SvcVal,
 };
 use rvs_api::{ConnSnap, DestSnap, Request, Response, ServiceSnap, Snapshot, StatsSnap, Timeouts};
 use rvs_core::ipvsadm::MAX_TIMEOUT;

@@ -84,26 +84,8 @@ struct Known {
     why: &'static str,
 }
 
-/// Why the invalidated template still counts in IPVS.
-const DROPPED_TEMPLATE: &str = "IPVS keeps a template that expire_quiescent_template invalidated \
-     (rehashed with ports 65535) until its timer ends, so rs3 keeps PersistConn 1 and -Lc lists it; \
-     rvs deletes it at once (documented in docs/configuration.md)";
-
 /// The differences rvs has today (see the report of each in [`Known::why`]).
-const KNOWN: &[Known] = &[
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.2 (expire_quiescent_template=1) (client source ports from 40600)",
-        what: "$ ipvsadm -Ln --persistent-conn",
-        why: DROPPED_TEMPLATE,
-    },
-    Known {
-        file: "persistence.txt",
-        section: "6 new connections from 198.18.0.2 (expire_quiescent_template=1) (client source ports from 40600)",
-        what: "$ ipvsadm -Lnc",
-        why: DROPPED_TEMPLATE,
-    },
-];
+const KNOWN: &[Known] = &[];
 
 /// A `=== title ===` section of a golden file and the lines up to the next one.
 struct Section {

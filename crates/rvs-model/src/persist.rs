@@ -3,8 +3,8 @@
 //! semantics; the template key and the counting live with the connection table ([`crate::conn`]).
 
 use rvs_abi::{
-    Be16, CFG_F_QUIESCENT, CONN_C_DEAD, CONN_F_INVALID, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal, DropReason,
-    SvcVal, TcpState,
+    Be16, CFG_F_QUIESCENT, CONN_C_DEAD, CONN_F_INVALID, CONN_F_TEMPLATE, ConnKey, ConnVal, DestVal,
+    DropReason, SvcVal, TcpState,
 };
 
 use crate::conn::{
