@@ -224,10 +224,16 @@ fn rvsadm_answers_while_the_sweep_works_through_millions_of_entries_in_slices() 
         };
         (
             rk,
-            ConnVal {
+            // A reply entry names the virtual address and port its client used.
+            ConnVal::from(rvs_abi::ConnRep {
+                dest_id,
+                svc_id: sv.id,
+                vaddr: k.daddr,
                 flags: CONN_F_REPLY,
-                ..val(1)
-            },
+                dest_gen: dest.dgen,
+                vport: k.dport,
+                ..rvs_abi::ConnRep::default()
+            }),
         )
     };
     let (kept, orphan) = (reply(1), reply(n + 1));
