@@ -504,6 +504,24 @@ fn a_connection_of_a_replaced_template_does_not_release_its_successor() {
     assert_ne!(moved, 3);
     assert_eq!(index(&old.get().or_log(&lab, "the first connection")), 3);
 
+    // IPVS keeps the replaced template, invalidated (ports 65535), in rs3's PersistConn and in -Lc
+    // until its own timer ends (3 s after its last use, not restarted); then it goes.
+    let invalid = SocketAddr::new(rs(3, PORT).ip(), 65535);
+    let rows = conn_rows(&lab);
+    assert!(
+        templates(&rows)
+            .iter()
+            .any(|r| r.virt.port() == 65535 && r.dest == invalid),
+        "no invalidated template on rs3: {rows:#?}"
+    );
+    await_conns(&lab, "the invalidated template to expire", SETTLE, |rows| {
+        if templates(rows).iter().any(|r| r.dest == invalid) {
+            Err(format!("still listed: {rows:#?}"))
+        } else {
+            Ok(())
+        }
+    });
+
     // The first connection ends (FIN_WAIT 2 s, then the sweep): its control belonged to the replaced
     // template, so the new one keeps controlling the second connection and outlives its 3 s while that
     // connection lives. A release that reached the new template would let it expire here.
