@@ -193,8 +193,8 @@ struct rvs_rr_probe {
 };
 
 /* The scratch space of one scheduling: the scans, probes and rvs_lblc keys are used one after
- * another, so they share one stack slot (rvs_sched_choose's frame sits at the end of the packet path's call chain, where the
- * verifier's 512 bytes are nearly spent). */
+ * another, so they share one stack slot (rvs_sched_choose's frame sits at the end of the packet
+ * path's call chain, where the verifier's 512 bytes are nearly spent). */
 union rvs_sched_tmp {
 	struct rvs_lblc_key key;	/* lblc/lblcr: built for each map call, the scan overwrites it */
 	struct rvs_sched_scan scan;
@@ -220,7 +220,7 @@ rvs_sched_candidate(const struct rvs_sched_scan *s, __u64 i, __u32 *id, __u64 *w
 		return 0;
 	*id = *d;
 	d_val = rvs_sched_dest(s->svc, *id);
-	if (!d_val || d_val->weight == 0)
+	if (!d_val)
 		return 0;
 	cnt = bpf_map_lookup_elem(&rvs_dest_cnt, id);
 	if (!cnt)
@@ -580,7 +580,8 @@ rvs_lblc_new(const struct rvs_lblc_key *key, __u32 id, __u32 dgen, __u64 now)
  * lock.
  * Mirror: rvs-model/src/sched.rs */
 static __always_inline int
-rvs_lblc_hit(const struct rvs_svc_val *svc, struct rvs_lblc_val *en, union rvs_sched_tmp *t, __u32 *id)
+rvs_lblc_hit(const struct rvs_svc_val *svc, struct rvs_lblc_val *en, union rvs_sched_tmp *t,
+	     __u32 *id)
 {
 	struct rvs_lblc_scan *s = &t->lblc;
 	struct rvs_dest_val *d = NULL;
@@ -711,16 +712,17 @@ rvs_sched_rr_probe(__u64 k __attribute__((unused)), void *ctx)
 }
 
 /* Picks the real server of a new connection (source fold @sfold, port @sport, destination @daddr of
- * @family):
- * rvs_sched[sched_base + index], the index from
- * rvs_sched_index (rr/wrr: pos++ % sched_len, the exact splits depend on the shared cursor). RVS_OK
+ * @family): lblc/lblcr's (rvs_sched_lblc), a count-driven scheduler's scan, or
+ * rvs_sched[sched_base + index], the index from rvs_sched_index (rr/wrr: pos++ % sched_len, the
+ * exact splits depend on the shared cursor). RVS_OK
  * with *dest_id and *dest, or -NO_DEST when the table is empty, a slot cannot be read, or the slot
  * names a dest that is not a valid real server of @svc (RVS_SCHED_NO_DEST, a bucket without a usable
  * real, or for a moment while the daemon rewrites a table).
  * Mirror: rvs-model/src/sched.rs */
 static __always_inline int
 rvs_sched_pick(const struct rvs_svc_val *svc, __u32 sfold, __be16 sport, __u8 family,
-	       const struct rvs_addr *daddr, union rvs_sched_tmp *t, __u32 *dest_id, struct rvs_dest_val **dest)
+	       const struct rvs_addr *daddr, union rvs_sched_tmp *t, __u32 *dest_id,
+	       struct rvs_dest_val **dest)
 {
 	struct rvs_dest_val *d_val;
 	__u32 id, slot, index, len = svc->sched_len;

@@ -168,9 +168,6 @@ fn rvs_sched_candidate(maps: &Maps, svc: &SvcVal, i: u64) -> Option<Candidate> {
     let slot = svc.sched_base.wrapping_add(i as u32);
     let id = maps.rvs_sched.lookup(slot)?;
     let d_val = rvs_sched_dest(maps, svc, id)?;
-    if d_val.weight == 0 {
-        return None;
-    }
     let cnt = maps.rvs_dest_cnt.lookup(id)?;
     Some(Candidate {
         id,
