@@ -9,14 +9,14 @@
 //! - A scheduler table is never rewritten in place: the new one goes to a fresh region of `rvs_sched`
 //!   (`SchedSet`s), then one `SvcSet` switches `sched_base`/`sched_len`, then the old region is freed.
 //! - A new service gets `SvcStateSet{pos: 0}`, `SvcStatsClear` and `LblcFlush` before its `SvcSet`;
-//!   a new dest gets `DestStatsClear` and `DestCntClear` before its `DestSet`, and all come before any table that names
-//!   it. A new dest also gets a new generation (`DestVal::dgen`): connections left over from the real
-//!   server that had its id before no longer count for it, nor reach it.
+//!   a new dest gets `DestStatsClear` and `DestCntClear` before its `DestSet`, and all come before any
+//!   table that names it. A new dest also gets a new generation (`DestVal::dgen`): connections left
+//!   over from the real server that had its id before no longer count for it, nor reach it.
 //! - An rr or wrr service whose real servers or scheduler change gets a `SvcStateSet` after the `SvcSet`
 //!   that switches its table (or alone, when the table stays): the cursor where IPVS's would be after that
 //!   change ([`Encoder::sync_with_cursors`], which reads the cursor first).
-//! - Count-driven schedulers (lc, wlc, sed, nq, fo, ovf, twos, lblc, lblcr) get a table that lists the service's real
-//!   servers in IPVS's list order; the data plane scans it and reads their counters.
+//! - Count-driven schedulers (lc, wlc, sed, nq, fo, ovf, twos, lblc, lblcr) get a table that lists the
+//!   service's real servers in IPVS's list order; the data plane scans it and reads their counters.
 //! - A removed service goes with `SvcDel` first; its dests (and removed dests of a live service, after
 //!   the `SvcSet` that drops them from the table) are then freed with a zero `DestSet`. A removed
 //!   service, and one whose scheduler changes (after its `SvcSet`), gets `LblcFlush`.
